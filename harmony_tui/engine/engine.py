@@ -1,0 +1,398 @@
+"""The engine: the generation thread owns every MLX call; callers get typed events.
+
+``Engine.load`` and ``Engine.submit`` queue jobs for the thread. A submitted turn returns a
+``TurnStream`` that the caller reads from any thread (blocking ``get``, non-blocking ``drain``,
+iteration, or ``result()`` for the whole reply) and can ``cancel()``; cancellation is checked
+before every token step and between prefill chunks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harmony_tui.engine.context import fit_prompt
+from harmony_tui.engine.events import (
+    ContextTrimmed,
+    EndReason,
+    Event,
+    PromptProgress,
+    Stats,
+    TurnEnd,
+    TurnStart,
+)
+from harmony_tui.engine.loader import LoadedModel, load_model
+from harmony_tui.engine.messages import Message, PromptSetup
+from harmony_tui.engine.model_source import Progress
+from harmony_tui.engine.params import GenerationParams
+from harmony_tui.engine.prompt_cache import PromptCacheStore
+from harmony_tui.engine.reply import Reply, collect_reply
+from harmony_tui.engine.sampling import build_logits_processors, build_sampler
+from harmony_tui.engine.worker import generation_worker
+from harmony_tui.errors import HarmonyTuiError
+
+PREFILL_STEP = 512
+_ids = itertools.count(1)
+
+
+@dataclass
+class TurnRequest:
+    """One assistant turn to generate after ``messages``.
+
+    ``today`` fixes the date rendered into the system message (None: the current date, taken
+    when the turn starts, so a long-running session never freezes it).
+    """
+
+    messages: Sequence[Message]
+    setup: PromptSetup = field(default_factory=PromptSetup)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    request_id: str = field(default_factory=lambda: f"turn-{uuid.uuid4().hex[:12]}-{next(_ids)}")
+    today: _dt.date | None = None
+
+
+class TurnStream:
+    """The events of one turn, in order, ending with exactly one ``TurnEnd``."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._ended = threading.Event()
+        self._notify: Callable[[], None] | None = None
+
+    # producer side (generation thread) -----------------------------------------------------
+
+    def put(self, event: Event) -> None:
+        self._queue.put(event)
+        if isinstance(event, TurnEnd):
+            self._ended.set()
+        notify = self._notify
+        if notify is not None:
+            notify()
+
+    # consumer side ------------------------------------------------------------------------
+
+    def set_notifier(self, notify: Callable[[], None] | None) -> None:
+        """Call ``notify()`` (from the generation thread, so keep it cheap) after each event."""
+        self._notify = notify
+
+    def cancel(self) -> None:
+        """Stop generating; takes effect before the next token step."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def ended(self) -> bool:
+        """True once ``TurnEnd`` has been produced (it may still be unread)."""
+        return self._ended.is_set()
+
+    def get(self, timeout: float | None = None) -> Event:
+        """The next event; raises ``queue.Empty`` after ``timeout`` seconds."""
+        return self._queue.get(timeout=timeout)
+
+    def drain(self) -> list[Event]:
+        """Every event available now, without blocking."""
+        out: list[Event] = []
+        try:
+            while True:
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            return out
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            event = self._queue.get()
+            yield event
+            if isinstance(event, TurnEnd):
+                return
+
+    def result(self) -> Reply:
+        """Wait for the end of the turn and return the whole reply."""
+        return collect_reply(self)
+
+
+class Engine:
+    """Loads models and generates turns on a single background thread."""
+
+    def __init__(self, models_dir: Path | None = None, prefill_step: int = PREFILL_STEP) -> None:
+        self.models_dir = models_dir
+        self.prefill_step = prefill_step
+        self.model: LoadedModel | None = None
+        self.prompt_cache = PromptCacheStore()
+        self._worker = generation_worker()
+        self._active: set[TurnStream] = set()
+        self._active_lock = threading.Lock()
+        self._stream: Any = None
+        self._closed = False
+        self._worker.add_cancel_hook(self.cancel_all)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, model: str = "demo", *, models_dir: Path | None = None,
+              progress: Progress | None = None) -> Engine:
+        """An engine with ``model`` loaded (blocks until loaded; raises ModelLoadError)."""
+        engine = cls(models_dir=models_dir)
+        try:
+            engine.load(model, progress).result()
+        except BaseException:
+            engine.close()
+            raise
+        return engine
+
+    def load(self, spec: str, progress: Progress | None = None) -> Future[LoadedModel]:
+        """Load ``spec`` on the generation thread, replacing the current model when it succeeds."""
+        future: Future[LoadedModel] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                loaded = load_model(spec, self.models_dir, progress)
+            except BaseException as err:
+                future.set_exception(err)
+                return
+            self.model = loaded
+            self.prompt_cache.clear()
+            future.set_result(loaded)
+
+        self._put(job)
+        return future
+
+    def submit(self, request: TurnRequest) -> TurnStream:
+        """Queue a turn; its events arrive on the returned stream."""
+        stream = TurnStream(request.request_id)
+        with self._active_lock:
+            self._active.add(stream)
+        self._put(lambda: self._run_turn(request, stream))
+        return stream
+
+    def stream(self, messages: Sequence[Message], setup: PromptSetup | None = None,
+               params: GenerationParams | None = None, **kwargs: Any) -> TurnStream:
+        """Shorthand for ``submit(TurnRequest(...))``."""
+        return self.submit(TurnRequest(list(messages), setup or PromptSetup(),
+                                       params or GenerationParams(), **kwargs))
+
+    def chat(self, messages: Sequence[Message], setup: PromptSetup | None = None,
+             params: GenerationParams | None = None, **kwargs: Any) -> Reply:
+        """Generate one turn and return the whole reply."""
+        return self.stream(messages, setup, params, **kwargs).result()
+
+    def render(self, request: TurnRequest) -> list[int]:
+        """The prompt tokens ``request`` would use, before any context trimming."""
+        loaded = self._require_model()
+        return loaded.format.render(request.messages, request.setup, request.params,
+                                    request.today)
+
+    def cancel_all(self) -> None:
+        """Cancel every queued or running turn of this engine."""
+        with self._active_lock:
+            streams = list(self._active)
+        for stream in streams:
+            stream.cancel()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel running turns and release the model (the shared generation thread lives on)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.cancel_all()
+        self._worker.remove_cancel_hook(self.cancel_all)
+        done = threading.Event()
+
+        def release() -> None:
+            self.model = None
+            self.prompt_cache.clear()
+            done.set()
+
+        self._worker.submit(release)
+        if threading.current_thread() is not self._worker.thread:
+            done.wait(timeout)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- generation thread ---------------------------------------------------------------------
+
+    def _put(self, job: Callable[[], None]) -> None:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        self._worker.submit(job)
+
+    def _require_model(self) -> LoadedModel:
+        if self.model is None:
+            raise HarmonyTuiError("no model is loaded")
+        return self.model
+
+    def _run_turn(self, request: TurnRequest, stream: TurnStream) -> None:
+        try:
+            self._run_turn_guarded(request, stream)
+        finally:
+            with self._active_lock:
+                self._active.discard(stream)
+
+    def _run_turn_guarded(self, request: TurnRequest, stream: TurnStream) -> None:
+        partial: list[Any] = []
+        try:
+            self._generate(request, stream, partial)
+        except HarmonyTuiError as err:
+            stream.put(TurnEnd("error", error=str(err)))
+        except Exception as err:  # a generation failure must never kill the thread
+            messages = tuple(partial[0].messages) if partial else ()
+            stream.put(TurnEnd("error", messages, error=f"{type(err).__name__}: {err}"))
+
+    def _generate(self, request: TurnRequest, stream: TurnStream, partial: list[Any]) -> None:
+        """Run one turn; ``partial`` receives the decoder so an error keeps what was made."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache
+
+        loaded = self._require_model()
+        if stream.cancelled:
+            stream.put(TurnEnd("cancelled"))
+            return
+        if self._stream is None:
+            self._stream = mx.new_stream(mx.default_device())
+        fmt, params = loaded.format, request.params
+        limit = params.max_context_tokens or loaded.context_limit
+        today = request.today or _dt.date.today()
+        prompt, dropped_msgs, dropped_tokens = fit_prompt(
+            fmt, request.messages, request.setup, params, limit, today
+        )
+        sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens)
+        processors = build_logits_processors(params, fmt.vocab_size)
+        cache, cached = self.prompt_cache.take(prompt)
+        if cache is None:
+            cache = make_prompt_cache(loaded.model)
+        stream.put(TurnStart(request.request_id, len(prompt), cached, params))
+        if dropped_msgs:
+            stream.put(ContextTrimmed(dropped_msgs, dropped_tokens, limit))
+
+        mx.reset_peak_memory()
+        started = time.perf_counter()
+        with mx.stream(self._stream):
+            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream)
+        if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
+            if prefilled > 0:
+                self.prompt_cache.store(prompt[:prefilled], cache)
+            stream.put(TurnEnd("cancelled"))
+            return
+        self.prompt_cache.store(prompt[:-1], cache)
+        prefill_done = time.perf_counter()
+
+        if params.seed is not None:
+            mx.random.seed(params.seed)
+        decoder = fmt.new_decoder(request.setup, prompt)
+        partial.append(decoder)
+        max_new = min(params.max_tokens, limit - len(prompt))
+        reason: EndReason = "length"
+        generated = 0
+        first_token_at = prefill_done
+        tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
+                               self._stream)
+        try:
+            for token in tokens:
+                generated += 1
+                if generated == 1:
+                    first_token_at = time.perf_counter()
+                for event in decoder.feed(token):
+                    stream.put(event)
+                if decoder.finished:
+                    reason = decoder.finished
+                    break
+                if token in fmt.stop_tokens:
+                    reason = "return"
+                    break
+                if stream.cancelled:
+                    reason = "cancelled"
+                    break
+        finally:
+            tokens.close()
+        for event in decoder.finish():
+            stream.put(event)
+        ended = time.perf_counter()
+        decode_time = ended - first_token_at
+        stream.put(Stats(
+            prompt_tokens=len(prompt),
+            cached_tokens=cached,
+            generation_tokens=generated,
+            ttft_s=first_token_at - started,
+            prompt_tps=(len(prompt) - cached) / max(prefill_done - started, 1e-9),
+            generation_tps=(generated - 1) / decode_time if generated > 1 and decode_time > 0
+            else 0.0,
+            peak_memory_gb=mx.get_peak_memory() / 1e9,
+        ))
+        stream.put(TurnEnd(reason, tuple(decoder.messages), tool_calls=tuple(decoder.tool_calls)))
+
+    def _prefill(self, model: Any, cache: list[Any], prompt: Sequence[int], start: int,
+                 stream: TurnStream) -> int:
+        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached."""
+        import mlx.core as mx
+
+        end = len(prompt) - 1
+        done = start
+        stream.put(PromptProgress(done, len(prompt)))
+        while done < end:
+            if stream.cancelled:
+                return done
+            chunk = prompt[done: min(done + self.prefill_step, end)]
+            model(mx.array(chunk)[None], cache=cache)
+            mx.eval([c.state for c in cache])
+            done += len(chunk)
+            stream.put(PromptProgress(done, len(prompt)))
+        return done
+
+
+def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: Any,
+                  processors: list[Any], max_tokens: int, stream: Any) -> Iterator[int]:
+    """Yield up to ``max_tokens`` token ids after ``prompt``, whose last token is not yet cached.
+
+    Mirrors mlx-lm's ``generate_step``: the next step is queued with ``async_eval`` before the
+    current token is handed out, so Python work overlaps the model. Penalty processors see the
+    prompt and the generated tokens, as in mlx-lm.
+    """
+    import mlx.core as mx
+
+    history = mx.array(prompt[:-1], dtype=mx.int32) if processors else None
+
+    def step(y: Any) -> Any:
+        nonlocal history
+        logits = model(y[None], cache=cache)[:, -1, :]
+        if processors:
+            history = mx.concatenate([history, y]) if history is not None else y
+            for processor in processors:
+                logits = processor(history, logits)
+        logprobs = logits - mx.logsumexp(logits, keepdims=True)
+        return sampler(logprobs)
+
+    if max_tokens <= 0:
+        return
+    with mx.stream(stream):
+        y = step(mx.array(prompt[-1:], dtype=mx.int32))
+        mx.async_eval(y)
+        n = 0
+        while True:
+            if n + 1 < max_tokens:
+                next_y = step(y)
+                mx.async_eval(next_y)
+            yield int(y.item())
+            n += 1
+            if n >= max_tokens:
+                return
+            if n % 256 == 0:
+                mx.clear_cache()
+            y = next_y

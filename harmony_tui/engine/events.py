@@ -1,0 +1,130 @@
+"""Typed events a turn produces, in order.
+
+A turn emits ``TurnStart``, then any of ``PromptProgress`` / ``ContextTrimmed`` /
+``TextDelta`` / ``ToolCall`` / ``MessageDone`` / ``ParseIssue``, then ``Stats`` and finally
+exactly one ``TurnEnd``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harmony_tui.engine.messages import Message
+
+EndReason = Literal["return", "call", "length", "stop", "cancelled", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """The request was accepted and its prompt rendered."""
+
+    request_id: str
+    prompt_tokens: int
+    cached_tokens: int
+    params: Any  # GenerationParams in force for this turn
+
+
+@dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """Prefill progress: ``processed`` of ``total`` prompt tokens are in the cache."""
+
+    processed: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContextTrimmed:
+    """Old turns were dropped so the prompt fits ``max_context_tokens``."""
+
+    dropped_messages: int
+    dropped_tokens: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """New text on a channel. With a ``recipient`` it is tool-call argument text."""
+
+    channel: str
+    text: str
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model called a tool: ``recipient`` is ``functions.NAME``, ``python``, ``browser.x``.
+
+    ``arguments`` is the raw text; ``parsed`` the decoded JSON when the content is JSON, and
+    ``error`` says why it could not be decoded.
+    """
+
+    call_id: str
+    recipient: str
+    channel: str
+    content_type: str | None
+    arguments: str
+    parsed: Any = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The function name for ``functions.NAME``, else the recipient."""
+        return self.recipient.split(".", 1)[1] if self.recipient.startswith("functions.") else (
+            self.recipient
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDone:
+    """A complete assistant message (analysis, commentary, final or a tool call)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ParseIssue:
+    """Model output that did not follow the format; ``detail`` says what was repaired."""
+
+    detail: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Timing and size figures for the turn."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    generation_tokens: int
+    ttft_s: float
+    prompt_tps: float
+    generation_tps: float
+    peak_memory_gb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "generation_tokens": self.generation_tokens,
+            "ttft_s": round(self.ttft_s, 4),
+            "prompt_tps": round(self.prompt_tps, 2),
+            "generation_tps": round(self.generation_tps, 2),
+            "peak_memory_gb": round(self.peak_memory_gb, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    """The turn is over. ``messages`` are the assistant messages it produced (partial ones too)."""
+
+    reason: EndReason
+    messages: tuple[Message, ...] = ()
+    error: str | None = None
+    tool_calls: tuple[ToolCall, ...] = field(default_factory=tuple)
+
+
+Event = (
+    TurnStart | PromptProgress | ContextTrimmed | TextDelta | ToolCall | MessageDone
+    | ParseIssue | Stats | TurnEnd
+)

@@ -1,0 +1,1 @@
+"""Prompt formats: how a conversation becomes tokens, and tokens become events."""

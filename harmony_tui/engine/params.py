@@ -1,0 +1,127 @@
+"""Generation parameters: one pydantic schema drives validation, CLI flags, configs and the UI.
+
+Each field's ``json_schema_extra`` carries ``step`` (the +/- increment in the sidebar) and
+``cli`` (whether it is a shared command-line flag).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ReasoningEffort = Literal["low", "medium", "high"]
+
+
+def _extra(step: float | int | None = None, cli: bool = True) -> dict[str, Any]:
+    return {"step": step, "cli": cli}
+
+
+class GenerationParams(BaseModel):
+    """Sampling and length settings for one turn. Defaults follow OpenAI's gpt-oss advice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    temperature: float = Field(
+        1.0, ge=0.0, le=5.0, json_schema_extra=_extra(0.05),
+        description="Softmax temperature; 0 picks the most likely token (greedy).",
+    )
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0, json_schema_extra=_extra(0.05),
+        description="Nucleus sampling: keep the smallest set of tokens whose mass reaches top_p "
+        "(1 disables).",
+    )
+    top_k: int = Field(
+        0, ge=0, json_schema_extra=_extra(1),
+        description="Keep only the k most likely tokens (0 disables).",
+    )
+    min_p: float = Field(
+        0.0, ge=0.0, le=1.0, json_schema_extra=_extra(0.01),
+        description="Drop tokens less likely than min_p times the top token (0 disables).",
+    )
+    min_tokens_to_keep: int = Field(
+        1, ge=1, json_schema_extra=_extra(1),
+        description="Tokens that min_p filtering always keeps.",
+    )
+    xtc_probability: float = Field(
+        0.0, ge=0.0, le=1.0, json_schema_extra=_extra(0.05),
+        description="XTC: chance per token of excluding the top choices (0 disables).",
+    )
+    xtc_threshold: float = Field(
+        0.1, ge=0.0, le=0.5, json_schema_extra=_extra(0.01),
+        description="XTC: tokens above this probability are candidates for exclusion.",
+    )
+    repetition_penalty: float = Field(
+        1.0, gt=0.0, le=10.0, json_schema_extra=_extra(0.05),
+        description="Divide the logits of recently seen tokens by this (1 disables).",
+    )
+    repetition_context_size: int = Field(
+        20, ge=1, json_schema_extra=_extra(1),
+        description="How many recent tokens the repetition penalty looks at.",
+    )
+    presence_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, json_schema_extra=_extra(0.1, cli=False),
+        description="Subtract this from the logit of every recently seen token.",
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, json_schema_extra=_extra(0.1, cli=False),
+        description="Subtract this times the count of each recently seen token.",
+    )
+    logit_bias: dict[int, float] | None = Field(
+        None, json_schema_extra=_extra(None, cli=False),
+        description="Token id -> value added to its logit.",
+    )
+    max_tokens: int = Field(
+        4096, ge=1, json_schema_extra=_extra(256),
+        description="Most tokens to generate in one turn.",
+    )
+    max_context_tokens: int | None = Field(
+        None, ge=16, json_schema_extra=_extra(1024),
+        description="Context window; the oldest turns are dropped to fit (default: the model's).",
+    )
+    seed: int | None = Field(
+        None, ge=0, json_schema_extra=_extra(1),
+        description="Random seed for reproducible sampling (none: random).",
+    )
+    reasoning_effort: ReasoningEffort = Field(
+        "medium", json_schema_extra=_extra(None),
+        description="How much the model should think (GPT-OSS): low, medium or high.",
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value:
+            for token, bias in value.items():
+                if token < 0:
+                    raise ValueError(f"token id {token} must be >= 0")
+                if not -100.0 <= bias <= 100.0:
+                    raise ValueError(f"bias {bias} for token {token} must be within [-100, 100]")
+        return value
+
+    def updated(self, **changes: Any) -> GenerationParams:
+        """A validated copy with ``changes`` applied (None values are ignored)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return GenerationParams.model_validate(data)
+
+
+def cli_fields() -> dict[str, Any]:
+    """The fields exposed as shared command-line flags, in declaration order."""
+    return {
+        name: info
+        for name, info in GenerationParams.model_fields.items()
+        if (info.json_schema_extra or {}).get("cli", False)
+    }
+
+
+def describe_error(err: ValidationError, source: str = "") -> str:
+    """One line naming the field, the value and what is allowed."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "value"
+    value = first.get("input")
+    where = f"{source}: " if source else ""
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"{where}{loc}={value!r}: {msg.lower()}"

@@ -1,0 +1,30 @@
+"""User-facing errors: each carries one line that names the culprit and what was expected."""
+
+from __future__ import annotations
+
+
+class HarmonyTuiError(Exception):
+    """An error caused by user input or the environment; shown as one line, never a traceback."""
+
+    exit_code = 2
+
+
+class ModelLoadError(HarmonyTuiError):
+    """A model could not be found, validated or loaded."""
+
+
+class ConfigError(HarmonyTuiError):
+    """A config file or a setting is invalid."""
+
+
+class ContextLengthExceeded(HarmonyTuiError):
+    """The prompt cannot fit in the context window even after dropping old turns."""
+
+    def __init__(self, prompt_tokens: int, limit: int, detail: str = "") -> None:
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+        msg = (
+            f"the prompt needs {prompt_tokens} tokens but the context limit is {limit} "
+            f"(max_context_tokens)"
+        )
+        super().__init__(f"{msg}; {detail}" if detail else msg)
