@@ -1,6 +1,6 @@
 """harmony-tui: local LLMs with MLX, with native Harmony support for GPT-OSS.
 
-The public Python API lives in :mod:`harmony_tui.api`; the names below are loaded lazily so that
+The public Python API (see docs/api.md) is re-exported here and loaded lazily, so that
 ``import harmony_tui`` (and ``harmony-tui --help``) stays instant.
 """
 
@@ -17,8 +17,9 @@ _LAZY = {
     "PromptSetup": "harmony_tui.engine.messages",
     "FunctionTool": "harmony_tui.engine.messages",
     "GenerationParams": "harmony_tui.engine.params",
-    "load_engine": "harmony_tui.api",
-    "Reply": "harmony_tui.api",
+    "Reply": "harmony_tui.engine.reply",
+    "TurnStream": "harmony_tui.engine.engine",
+    "ModelLoadError": "harmony_tui.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

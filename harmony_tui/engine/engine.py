@@ -62,12 +62,12 @@ class TurnRequest:
 class TurnStream:
     """The events of one turn, in order, ending with exactly one ``TurnEnd``."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, notify: Callable[[Event], None] | None = None) -> None:
         self.request_id = request_id
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._ended = threading.Event()
-        self._notify: Callable[[], None] | None = None
+        self._notify = notify
 
     # producer side (generation thread) -----------------------------------------------------
 
@@ -77,12 +77,16 @@ class TurnStream:
             self._ended.set()
         notify = self._notify
         if notify is not None:
-            notify()
+            notify(event)
 
     # consumer side ------------------------------------------------------------------------
 
-    def set_notifier(self, notify: Callable[[], None] | None) -> None:
-        """Call ``notify()`` (from the generation thread, so keep it cheap) after each event."""
+    def set_notifier(self, notify: Callable[[Event], None] | None) -> None:
+        """Call ``notify(event)`` after each event is queued.
+
+        It runs on the generation thread, so it must be quick and must not block (for example
+        ``loop.call_soon_threadsafe``). Pass it to ``Engine.submit`` to see every event.
+        """
         self._notify = notify
 
     def cancel(self) -> None:
@@ -171,9 +175,10 @@ class Engine:
         self._put(job)
         return future
 
-    def submit(self, request: TurnRequest) -> TurnStream:
-        """Queue a turn; its events arrive on the returned stream."""
-        stream = TurnStream(request.request_id)
+    def submit(self, request: TurnRequest,
+               notify: Callable[[Event], None] | None = None) -> TurnStream:
+        """Queue a turn; its events arrive on the returned stream (and ``notify``, if given)."""
+        stream = TurnStream(request.request_id, notify)
         with self._active_lock:
             self._active.add(stream)
         self._put(lambda: self._run_turn(request, stream))

@@ -1,0 +1,296 @@
+"""The ``harmony-tui`` command line.
+
+Heavy modules (mlx, mlx_lm, textual) are imported inside the command handlers, so ``--help`` and
+argument errors answer at once. User mistakes end with one ``harmony-tui: error: ...`` line and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+from harmony_tui import __version__
+from harmony_tui.errors import HarmonyTuiError
+
+PROG = "harmony-tui"
+
+
+class UsageError(HarmonyTuiError):
+    """A command-line mistake."""
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """The generation flags shared by every command, generated from ``GenerationParams``.
+
+    Defaults are suppressed so a flag given before the command survives the sub-parser.
+    """
+    from harmony_tui.engine.params import cli_fields
+
+    group = parser.add_argument_group("generation settings")
+    for name, info in cli_fields().items():
+        flag = "--" + name.replace("_", "-")
+        choices = None
+        kind: Any = info.annotation
+        args = [a for a in get_args(kind) if a is not type(None)]
+        if args and all(isinstance(a, str) for a in args):
+            choices, kind = args, str
+        elif args:
+            kind = args[0]
+        if name == "reasoning_effort":
+            choices, kind = ["low", "medium", "high"], str
+        default = info.default
+        help_text = f"{info.description} (default: {default if default is not None else 'none'})"
+        group.add_argument(flag, dest=name, type=kind, choices=choices, default=argparse.SUPPRESS,
+                           metavar=None if choices else kind.__name__.upper(), help=help_text)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", default=argparse.SUPPRESS,
+                        help="a model folder, a Hugging Face repo id (owner/name) or 'demo' "
+                        "(default: demo)")
+    parser.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS,
+                        help="folder searched for model names (default: ./models)")
+    parser.add_argument("--prompt-config", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="JSON or YAML prompt config (instructions, identity, settings)")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
+        epilog="Commands: generate (one-shot answer), demo-model (build or list the demo "
+        "model's prompts). Without a command, the terminal app starts.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_model_flags(parser)
+    add_sampling_flags(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    gen = sub.add_parser("generate", help="answer one prompt and exit",
+                         description="Stream the final answer to stdout as it is generated.")
+    gen.add_argument("--prompt", "-p", required=True,
+                     help="the user message; '-' reads it from standard input")
+    gen.add_argument("--show-thinking", action="store_true",
+                     help="stream the model's analysis to standard error")
+    gen.add_argument("--json", action="store_true",
+                     help="print one JSON object: final, analysis, tool_calls, stats")
+    add_model_flags(gen)
+    add_sampling_flags(gen)
+
+    demo = sub.add_parser("demo-model", help="the built-in demo model")
+    demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True,
+                                   parser_class=OneLineParser)
+    build = demo_sub.add_parser("build", help="train the demo model from scratch",
+                                description="Train the demo model with our own code "
+                                "(deterministic for a seed) and write a model folder.")
+    build.add_argument("--output", type=Path, default=None, metavar="DIR",
+                       help="model folder to write (default: the user cache, used by --model "
+                       "demo)")
+    build.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
+    build.add_argument("--steps", type=int, default=None, help="training steps")
+    demo_sub.add_parser("prompts", help="print the documented prompts as JSON lines")
+    return parser
+
+
+def _merged(args: argparse.Namespace, name: str) -> Any:
+    """A flag given before or after the command (the later one wins)."""
+    return getattr(args, name, None)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+class ProgressPrinter:
+    """Progress lines on stderr: one updating line on a terminal, sparse lines otherwise."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._last = ""
+        self._last_bucket = -1
+
+    def __call__(self, message: str, fraction: float | None) -> None:
+        if self._tty:
+            sys.stderr.write("\r\033[K" + message)
+            sys.stderr.flush()
+            self._last = message
+            return
+        bucket = -1 if fraction is None else int(fraction * 20)
+        head = message.split(":")[0]
+        if head != self._last or bucket != self._last_bucket:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+            self._last, self._last_bucket = head, bucket
+
+    def done(self) -> None:
+        if self._tty and self._last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._last = ""
+
+
+def generation_params(args: argparse.Namespace, overrides: dict[str, Any]):
+    """Defaults < prompt config < command line."""
+    from pydantic import ValidationError
+
+    from harmony_tui.engine.params import GenerationParams, cli_fields
+
+    params = GenerationParams()
+    try:
+        params = params.updated(**overrides)
+    except ValidationError as err:  # already checked when the config was read
+        raise UsageError(str(err)) from err
+    cli = {name: _merged(args, name) for name in cli_fields()}
+    try:
+        return params.updated(**cli)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0])
+        msg = first["msg"].removeprefix("Value error, ").lower()
+        raise UsageError(f"--{name.replace('_', '-')}={cli.get(name)}: {msg}") from err
+
+
+def read_prompt(value: str) -> str:
+    text = sys.stdin.read() if value == "-" else value
+    if not text.strip():
+        raise UsageError("--prompt: the prompt is empty" + (" (standard input was empty)"
+                                                             if value == "-" else ""))
+    return text
+
+
+def models_dir(args: argparse.Namespace) -> Path:
+    return _merged(args, "models_dir") or Path("models")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from harmony_tui.engine.messages import Message, PromptSetup
+
+    prompt = read_prompt(args.prompt)
+    setup, overrides = PromptSetup(), {}
+    if _merged(args, "prompt_config"):
+        from harmony_tui.config.prompt_config import load_prompt_config
+
+        config, overrides, warnings = load_prompt_config(_merged(args, "prompt_config"))
+        for warning in warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        setup = config.setup()
+    params = generation_params(args, overrides)
+
+    from harmony_tui.engine.engine import Engine
+    from harmony_tui.engine.events import ParseIssue, TextDelta, ToolCall, TurnEnd
+    from harmony_tui.engine.reply import collect_reply
+
+    progress = ProgressPrinter()
+    engine = Engine.start(_merged(args, "model") or "demo", models_dir=models_dir(args),
+                          progress=progress)
+    progress.done()
+    try:
+        stream = engine.stream([Message("user", prompt)], setup, params)
+        events = []
+        thinking_open = False
+        out, err = sys.stdout, sys.stderr
+        for event in stream:
+            events.append(event)
+            if isinstance(event, TextDelta) and event.recipient is None:
+                if event.channel == "final" and not args.json:
+                    if thinking_open:
+                        err.write("\n")
+                        err.flush()
+                        thinking_open = False
+                    out.write(event.text)
+                    out.flush()
+                elif event.channel != "final" and args.show_thinking:
+                    if not thinking_open:
+                        err.write(f"[{event.channel}] ")
+                        thinking_open = True
+                    err.write(event.text)
+                    err.flush()
+            elif isinstance(event, ToolCall) and not args.json:
+                err.write(f"\n[tool call] {event.recipient}: {event.arguments}\n")
+                err.flush()
+            elif isinstance(event, ParseIssue) and args.show_thinking:
+                err.write(f"\n[format] {event.detail}\n")
+            elif isinstance(event, TurnEnd):
+                break
+        reply = collect_reply(events)
+        if thinking_open:
+            err.write("\n")
+        if args.json:
+            out.write(json.dumps(reply.to_json(), ensure_ascii=False) + "\n")
+        elif reply.final and not reply.final.endswith("\n"):
+            out.write("\n")
+        out.flush()
+        if reply.reason == "error":
+            print(f"{PROG}: error: generation failed: {reply.error}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        engine.close()
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    if args.demo_command == "prompts":
+        from harmony_tui.demo.corpus import prompts_catalog
+
+        for entry in prompts_catalog():
+            print(json.dumps(entry, ensure_ascii=False))
+        return 0
+    return cmd_demo_build(args)
+
+
+def cmd_demo_build(args: argparse.Namespace) -> int:
+    import dataclasses
+    import tempfile
+
+    from harmony_tui.demo.build import build_compact, demo_root, expand, file_digest
+    from harmony_tui.demo.train import TrainConfig
+
+    config = TrainConfig()
+    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    if any(v < (1 if k == "steps" else 0) for k, v in changes.items()):
+        raise UsageError("--steps must be >= 1 and --seed >= 0")
+    config = dataclasses.replace(config, **changes)
+    progress = ProgressPrinter()
+    with tempfile.TemporaryDirectory() as tmp:
+        compact = build_compact(config, Path(tmp) / "demo-compact.safetensors", progress)
+        target = args.output or demo_root() / file_digest(compact)
+        expand(compact, target)
+    progress.done()
+    print(f"demo model written to {target}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    raise UsageError("the terminal app is not available yet; use 'harmony-tui generate --prompt "
+                     "TEXT' (see --help)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model}
+    try:
+        return handlers.get(args.command, cmd_app)(args)
+    except HarmonyTuiError as err:
+        sys.stdout.flush()
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,292 @@
+"""The demo model's scripts and the training corpus our code writes from them.
+
+Each documented prompt has a script: the analysis the model writes, optionally a tool call with a
+fixed tool result, and the final answer. The corpus renders these as real Harmony prompts (through
+the engine's own renderer, so training and use see identical tokens) under many prompt setups:
+dates, reasoning efforts, declared tools, developer instructions and earlier turns. Any other
+prompt gets a fallback answer that lists the documented prompts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+
+from harmony_tui.engine.messages import FunctionTool, Message, PromptSetup
+from harmony_tui.engine.params import GenerationParams
+
+WEATHER_TOOL = FunctionTool(
+    name="get_weather",
+    description="Get the current weather for a location.",
+    parameters={
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "City name"}},
+        "required": ["location"],
+    },
+)
+DEMO_FUNCTION_TOOLS = (WEATHER_TOOL,)
+CORPUS_VERSION = 1  # bump when the way examples are drawn changes
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """A tool call in a script: recipient, channel, content type, arguments, and the result."""
+
+    recipient: str
+    channel: str
+    content_type: str
+    arguments: str
+    result: str
+    analysis_after: str
+
+    @property
+    def tool(self) -> str:
+        """The name reported by ``demo-model prompts``: python, browser or the function."""
+        if self.recipient.startswith("functions."):
+            return self.recipient.removeprefix("functions.")
+        return self.recipient.split(".", 1)[0]
+
+    def call_message(self) -> Message:
+        return Message("assistant", self.arguments, channel=self.channel,
+                       recipient=self.recipient, content_type=self.content_type)
+
+    def result_message(self) -> Message:
+        return Message("tool", self.result, channel=self.channel, name=self.recipient)
+
+
+@dataclass(frozen=True)
+class Script:
+    """One documented prompt and what the demo model answers."""
+
+    prompt: str
+    analysis: str
+    final: str
+    tool: ToolStep | None = None
+
+
+SCRIPTS: tuple[Script, ...] = (
+    Script(
+        prompt="Hello!",
+        analysis="The user greets me. I will greet back and say what I can do.",
+        final=(
+            "Hello! I am the **harmony-tui demo model**, a tiny model trained to show how "
+            "harmony-tui streams thinking, answers and tool calls. Ask me for a list, some "
+            "code, a table, or a tool call."
+        ),
+    ),
+    Script(
+        prompt="Give me a packing list for a weekend trip.",
+        analysis="A short Markdown list will do. Clothes, toiletries, charger, a book.",
+        final=(
+            "Here is a packing list for a weekend trip:\n\n"
+            "- Two changes of clothes\n"
+            "- Toothbrush and toothpaste\n"
+            "- Phone charger\n"
+            "- A good book\n"
+            "- Rain jacket"
+        ),
+    ),
+    Script(
+        prompt="Write hello world in Python.",
+        analysis="They want code. A fenced Python block with print is enough.",
+        final=(
+            "Here is hello world in Python:\n\n"
+            "```python\n"
+            "def main() -> None:\n"
+            "    print(\"Hello, world!\")\n\n\n"
+            "if __name__ == \"__main__\":\n"
+            "    main()\n"
+            "```\n\n"
+            "Run it with `python hello.py`."
+        ),
+    ),
+    Script(
+        prompt="Compare cats and dogs in a table.",
+        analysis="A Markdown table with a few traits fits best.",
+        final=(
+            "| Trait | Cats | Dogs |\n"
+            "|---|---|---|\n"
+            "| Independence | High | Low |\n"
+            "| Exercise | Little | Daily walks |\n"
+            "| Sound | Meow | Woof |"
+        ),
+    ),
+    Script(
+        prompt="What is 17 * 23? Use python.",
+        analysis="I should compute this with the python tool.",
+        final="17 × 23 = **391**.",
+        tool=ToolStep(
+            recipient="python", channel="analysis", content_type="code",
+            arguments="print(17 * 23)", result="391",
+            analysis_after="The tool printed 391. That is the answer.",
+        ),
+    ),
+    Script(
+        prompt="Search the web for MLX.",
+        analysis="I will search the web with the browser tool.",
+        final=(
+            "**MLX** is an array framework for machine learning on Apple silicon, made by "
+            "Apple machine learning research【0†L1-L2】."
+        ),
+        tool=ToolStep(
+            recipient="browser.search", channel="analysis", content_type="json",
+            arguments='{"query": "MLX", "topn": 3}',
+            result=(
+                "[0] MLX (github.com/ml-explore/mlx)\n"
+                "L0: MLX is an array framework for machine learning on Apple silicon,\n"
+                "L1: brought to you by Apple machine learning research."
+            ),
+            analysis_after="The first result explains MLX. I will cite it.",
+        ),
+    ),
+    Script(
+        prompt="What's the weather in Paris?",
+        analysis="I need the get_weather function for Paris.",
+        final="It is **18 °C** and sunny in Paris right now.",
+        tool=ToolStep(
+            recipient="functions.get_weather", channel="commentary",
+            content_type="<|constrain|>json", arguments='{"location": "Paris"}',
+            result='{"temperature": 18, "unit": "celsius", "conditions": "sunny"}',
+            analysis_after="The function says 18 degrees and sunny.",
+        ),
+    ),
+)
+
+FALLBACK_ANALYSIS = "I do not know this prompt. I will list the prompts I know."
+FALLBACK_FINAL = (
+    "I am only a tiny demo model, so I know just a few prompts. Try one of these:\n\n"
+    + "\n".join(f"- {s.prompt}" for s in SCRIPTS)
+    + "\n\nFor real answers, load a real model with `--model`."
+)
+
+INSTRUCTIONS = (
+    "Answer briefly.",
+    "You are a helpful assistant.",
+    "Use Markdown when it helps.",
+)
+
+FALLBACK_WORDS = (
+    "why is the sky blue tell me a joke explain quantum physics translate this into french "
+    "how do I bake bread what time is it who won the game summarize this article write a "
+    "poem about the sea recommend a movie fix my code what is love calculate my taxes "
+    "plan a trip to rome describe a sunset list the planets how tall is mount everest "
+    "teach me chess what should I eat tonight is it going to rain tomorrow help me sleep "
+    "write an email to my boss what does this error mean define entropy"
+).split()
+
+
+def prompts_catalog() -> list[dict[str, str | None]]:
+    """What ``harmony-tui demo-model prompts`` prints: ``{"prompt", "tool"}`` per script."""
+    return [{"prompt": s.prompt, "tool": s.tool.tool if s.tool else None} for s in SCRIPTS]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence: the loss covers ``completion`` only."""
+
+    prompt: tuple[int, ...]
+    completion: tuple[int, ...]
+
+
+def prompt_variants(text: str) -> list[str]:
+    """Spellings a person might type for a documented prompt."""
+    bare = text.rstrip(".!?")
+    return sorted({text, text.lower(), bare, bare.lower()})
+
+
+def _assistant_tokens(fmt, messages: list[Message], end_with_return: bool) -> list[int]:
+    """Render assistant messages as the model must generate them after ``<|start|>assistant``."""
+    from harmony_tui.engine.formats.harmony import END, RETURN, START, to_harmony
+
+    tokens: list[int] = []
+    for msg in messages:
+        tokens += fmt.encoding.render(to_harmony(msg))
+    assert tokens[:2] == [START, fmt.encode("assistant")[0]]
+    tokens = tokens[2:]
+    if end_with_return and tokens[-1] == END:
+        tokens[-1] = RETURN
+    return tokens
+
+
+def _random_setup(rng: random.Random, script: Script | None) -> tuple[PromptSetup, GenerationParams,
+                                                                      _dt.date]:
+    builtin: list[str] = []
+    tool = script.tool.tool if script and script.tool else None
+    for name, declared in (("python", 0.3), ("browser", 0.1)):
+        if rng.random() < (0.6 if tool == name else declared):
+            builtin.append(name)
+    functions = DEMO_FUNCTION_TOOLS if rng.random() < (0.75 if tool == "get_weather" else 0.3) \
+        else ()
+    instructions = rng.choice(INSTRUCTIONS) if rng.random() < 0.25 else None
+    setup = PromptSetup(builtin_tools=tuple(builtin), function_tools=functions,
+                        developer_instructions=instructions)
+    params = GenerationParams(reasoning_effort=rng.choice(["low", "medium", "high"]))
+    today = _dt.date(2024, 1, 1) + _dt.timedelta(days=rng.randrange(365 * 7))
+    return setup, params, today
+
+
+def _fallback_prompt(rng: random.Random) -> str:
+    words = rng.sample(FALLBACK_WORDS, rng.randint(1, 7))
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + rng.choice(["?", ".", "", "!"])
+
+
+def _earlier_turn(rng: random.Random) -> list[Message]:
+    script = rng.choice(SCRIPTS)
+    return [Message("user", script.prompt), Message("assistant", script.final, channel="final")]
+
+
+def build_examples(fmt, seed: int, count: int) -> list[Example]:
+    """``count`` training sequences, deterministic for ``seed``.
+
+    Every script appears equally often; a fifth of the sequences are fallback prompts. Scripts
+    with a tool contribute two sequences: up to the call, and from the tool result to the final.
+    """
+    rng = random.Random(seed)
+    examples: list[Example] = []
+    choices: list[Script | None] = [*SCRIPTS, None]
+    while len(examples) < count:
+        script = choices[len(examples) % len(choices)]
+        setup, params, today = _random_setup(rng, script)
+        history = _earlier_turn(rng) if rng.random() < 0.3 else []
+        if script is None:
+            user = _fallback_prompt(rng)
+            analysis, final, tool = FALLBACK_ANALYSIS, FALLBACK_FINAL, None
+        else:
+            user = rng.choice(prompt_variants(script.prompt))
+            analysis, final, tool = script.analysis, script.final, script.tool
+        messages = [*history, Message("user", user)]
+        first = [Message("assistant", analysis, channel="analysis")]
+        prompt = fmt.render(messages, setup, params, today)
+        if tool is None:
+            first.append(Message("assistant", final, channel="final"))
+            examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, True))))
+            continue
+        first.append(tool.call_message())
+        examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, False))))
+        after = [*messages, *first, tool.result_message()]
+        prompt2 = fmt.render(after, setup, params, today)
+        second = [Message("assistant", tool.analysis_after, channel="analysis"),
+                  Message("assistant", final, channel="final")]
+        examples.append(Example(tuple(prompt2), tuple(_assistant_tokens(fmt, second, True))))
+    return examples[:count]
+
+
+def corpus_fingerprint() -> str:
+    """A hash of everything the corpus is made from; shipped weights record it."""
+    payload = json.dumps({
+        "version": CORPUS_VERSION,
+        "scripts": [
+            [s.prompt, s.analysis, s.final,
+             None if s.tool is None else [s.tool.recipient, s.tool.channel, s.tool.content_type,
+                                          s.tool.arguments, s.tool.result, s.tool.analysis_after]]
+            for s in SCRIPTS
+        ],
+        "fallback": [FALLBACK_ANALYSIS, FALLBACK_FINAL, FALLBACK_WORDS],
+        "instructions": INSTRUCTIONS,
+        "tools": [WEATHER_TOOL.name, WEATHER_TOOL.description, WEATHER_TOOL.parameters],
+    }, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
