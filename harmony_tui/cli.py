@@ -73,10 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
-        epilog="Commands: generate (one-shot answer), demo-model (build or list the demo "
-        "model's prompts). Without a command, the terminal app starts.",
+        epilog="Without a command, the terminal app starts on the model (default: the built-in "
+        "demo). Commands: generate (one answer, streamed to stdout), demo-model (build it or "
+        "list its prompts).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--no-markdown", action="store_true",
+                        help="show answers as plain text instead of Markdown")
     add_model_flags(parser)
     add_sampling_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -177,17 +180,10 @@ def models_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from harmony_tui.engine.messages import Message, PromptSetup
+    from harmony_tui.engine.messages import Message
 
     prompt = read_prompt(args.prompt)
-    setup, overrides = PromptSetup(), {}
-    if _merged(args, "prompt_config"):
-        from harmony_tui.config.prompt_config import load_prompt_config
-
-        config, overrides, warnings = load_prompt_config(_merged(args, "prompt_config"))
-        for warning in warnings:
-            print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        setup = config.setup()
+    setup, overrides = load_prompt_setup(args)
     params = generation_params(args, overrides)
 
     from harmony_tui.engine.engine import Engine
@@ -274,9 +270,43 @@ def cmd_demo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_prompt_setup(args: argparse.Namespace):
+    """(PromptSetup, generation overrides) from --prompt-config, warnings on stderr."""
+    from harmony_tui.engine.messages import PromptSetup
+
+    path = _merged(args, "prompt_config")
+    if not path:
+        return PromptSetup(), {}
+    from harmony_tui.config.prompt_config import load_prompt_config
+
+    config, overrides, warnings = load_prompt_config(path)
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    return config.setup(), overrides
+
+
 def cmd_app(args: argparse.Namespace) -> int:
-    raise UsageError("the terminal app is not available yet; use 'harmony-tui generate --prompt "
-                     "TEXT' (see --help)")
+    """Start the terminal app."""
+    from harmony_tui.config.user_config import load_user_config
+
+    user, warnings = load_user_config()
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    setup, overrides = load_prompt_setup(args)
+    params = generation_params(args, overrides)
+    model = _merged(args, "model") or user.model or "demo"
+    folder = _merged(args, "models_dir") or (Path(user.models_dir).expanduser()
+                                             if user.models_dir else Path("models"))
+
+    from harmony_tui.app import HarmonyApp
+
+    app = HarmonyApp(model, models_dir=folder, params=params, setup=setup,
+                     markdown=user.markdown and not args.no_markdown,
+                     truncate_thinking=user.truncate_thinking,
+                     truncate_response=user.truncate_response, keymap=user.keymap,
+                     theme=user.theme)
+    app.run()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

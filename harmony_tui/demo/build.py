@@ -153,14 +153,13 @@ def build_compact(config: TrainConfig, output: Path, progress: Progress | None =
     progress("Writing the demo corpus", 0.0)
     fmt = HarmonyFormat()
     examples = build_examples(fmt, config.seed, config.examples)
-    fallback = {i for i in range(len(examples)) if i % (len(SCRIPTS) + 1) == len(SCRIPTS)}
 
     def on_step(step: int, steps: int, loss: float) -> None:
         if step == steps or step % 10 == 0:
             progress(f"Training the demo model: step {step}/{steps}, loss {loss:.4f}",
                      step / steps)
 
-    trained = train_demo(examples, fallback, config, on_step)
+    trained = train_demo(examples, config, on_step)
     save_compact(trained, output)
     return output
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ WEATHER_TOOL = FunctionTool(
     },
 )
 DEMO_FUNCTION_TOOLS = (WEATHER_TOOL,)
-CORPUS_VERSION = 1  # bump when the way examples are drawn changes
+CORPUS_VERSION = 3  # bump when the way examples are drawn changes
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Example:
 
     prompt: tuple[int, ...]
     completion: tuple[int, ...]
+    fallback: bool = False
 
 
 def prompt_variants(text: str) -> list[str]:
@@ -234,9 +236,27 @@ def _fallback_prompt(rng: random.Random) -> str:
     return text[0].upper() + text[1:] + rng.choice(["?", ".", "", "!"])
 
 
-def _earlier_turn(rng: random.Random) -> list[Message]:
-    script = rng.choice(SCRIPTS)
-    return [Message("user", script.prompt), Message("assistant", script.final, channel="final")]
+def script_turn(script: Script) -> list[Message]:
+    """A whole exchange as it sits in a history: prompt, thinking, tool call and result, answer."""
+    turn = [Message("user", script.prompt),
+            Message("assistant", script.analysis, channel="analysis")]
+    if script.tool is not None:
+        turn += [script.tool.call_message(), script.tool.result_message(),
+                 Message("assistant", script.tool.analysis_after, channel="analysis")]
+    turn.append(Message("assistant", script.final, channel="final"))
+    return turn
+
+
+def _earlier_turns(rng: random.Random) -> list[Message]:
+    """0-3 earlier exchanges (the renderer drops their analysis, as in real use)."""
+    count = rng.choices([0, 1, 2, 3], weights=[45, 25, 18, 12])[0]
+    history: list[Message] = []
+    for _ in range(count):
+        script = rng.choice(SCRIPTS)
+        history += script_turn(script) if rng.random() < 0.85 else [
+            Message("user", _fallback_prompt(rng)),
+            Message("assistant", FALLBACK_FINAL, channel="final")]
+    return history
 
 
 def build_examples(fmt, seed: int, count: int) -> list[Example]:
@@ -248,10 +268,12 @@ def build_examples(fmt, seed: int, count: int) -> list[Example]:
     rng = random.Random(seed)
     examples: list[Example] = []
     choices: list[Script | None] = [*SCRIPTS, None]
-    while len(examples) < count:
-        script = choices[len(examples) % len(choices)]
+    for draw in itertools.count():
+        if len(examples) >= count:
+            break
+        script = choices[draw % len(choices)]
         setup, params, today = _random_setup(rng, script)
-        history = _earlier_turn(rng) if rng.random() < 0.3 else []
+        history = _earlier_turns(rng)
         if script is None:
             user = _fallback_prompt(rng)
             analysis, final, tool = FALLBACK_ANALYSIS, FALLBACK_FINAL, None
@@ -263,7 +285,8 @@ def build_examples(fmt, seed: int, count: int) -> list[Example]:
         prompt = fmt.render(messages, setup, params, today)
         if tool is None:
             first.append(Message("assistant", final, channel="final"))
-            examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, True))))
+            examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, True)),
+                                    fallback=script is None))
             continue
         first.append(tool.call_message())
         examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, False))))

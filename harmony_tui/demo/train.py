@@ -27,8 +27,8 @@ class TrainConfig:
     """Everything the build depends on; the same config gives the same weights."""
 
     seed: int = 0
-    examples: int = 640
-    steps: int = 600
+    examples: int = 768
+    steps: int = 700
     batch_tokens: int = 4096
     learning_rate: float = 3e-3
     warmup_steps: int = 40
@@ -79,16 +79,16 @@ class TrainedDemo:
     seconds: float
 
 
-def corpus_vocab(examples: list[Example], fallback_prompts: set[int]) -> list[int]:
+def corpus_vocab(examples: list[Example]) -> list[int]:
     """Token ids the model needs: all completions, and prompts of scripted examples.
 
     Tokens seen only in fallback prompts are left out on purpose: they become ``UNK``, which
     teaches the model that unknown words lead to the fallback answer.
     """
     ids: set[int] = set()
-    for index, example in enumerate(examples):
+    for example in examples:
         ids.update(example.completion)
-        if index not in fallback_prompts:
+        if not example.fallback:
             ids.update(example.prompt)
     return sorted(ids)
 
@@ -115,7 +115,6 @@ def _padded(length: int) -> int:
 
 def train_demo(
     examples: list[Example],
-    fallback_indices: set[int],
     config: TrainConfig,
     progress: TrainProgress | None = None,
 ) -> TrainedDemo:
@@ -128,7 +127,7 @@ def train_demo(
     from mlx_lm.models import gpt_oss
 
     started = time.perf_counter()
-    vocab = corpus_vocab(examples, fallback_indices)
+    vocab = corpus_vocab(examples)
     unk = len(vocab)
     small = {tok: i for i, tok in enumerate(vocab)}
     log_others = math.log(VOCAB_SIZE - len(vocab))

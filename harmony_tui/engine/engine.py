@@ -27,6 +27,7 @@ from harmony_tui.engine.events import (
     Event,
     PromptProgress,
     Stats,
+    TokenProgress,
     TurnEnd,
     TurnStart,
 )
@@ -41,6 +42,7 @@ from harmony_tui.engine.worker import generation_worker
 from harmony_tui.errors import HarmonyTuiError
 
 PREFILL_STEP = 512
+PROGRESS_EVERY = 8  # tokens between TokenProgress events
 _ids = itertools.count(1)
 
 
@@ -314,6 +316,10 @@ class Engine:
                 generated += 1
                 if generated == 1:
                     first_token_at = time.perf_counter()
+                if generated % PROGRESS_EVERY == 1:
+                    now = time.perf_counter()
+                    tps = (generated - 1) / (now - first_token_at) if generated > 1 else 0.0
+                    stream.put(TokenProgress(generated, first_token_at - started, tps))
                 for event in decoder.feed(token):
                     stream.put(event)
                 if decoder.finished:

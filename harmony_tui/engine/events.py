@@ -1,8 +1,8 @@
 """Typed events a turn produces, in order.
 
 A turn emits ``TurnStart``, then any of ``PromptProgress`` / ``ContextTrimmed`` /
-``TextDelta`` / ``ToolCall`` / ``MessageDone`` / ``ParseIssue``, then ``Stats`` and finally
-exactly one ``TurnEnd``.
+``TokenProgress`` / ``TextDelta`` / ``ToolCall`` / ``MessageDone`` / ``ParseIssue``, then
+``Stats`` and finally exactly one ``TurnEnd``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ class ContextTrimmed:
     dropped_messages: int
     dropped_tokens: int
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenProgress:
+    """Generation progress, sent with the first token and then every few tokens."""
+
+    generated: int
+    ttft_s: float
+    generation_tps: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,6 @@ class TurnEnd:
 
 
 Event = (
-    TurnStart | PromptProgress | ContextTrimmed | TextDelta | ToolCall | MessageDone
-    | ParseIssue | Stats | TurnEnd
+    TurnStart | PromptProgress | ContextTrimmed | TokenProgress | TextDelta | ToolCall
+    | MessageDone | ParseIssue | Stats | TurnEnd
 )

@@ -110,7 +110,8 @@ def load_model(
     check_supported(path, config)
     if not list(path.glob("model*.safetensors")):
         raise ModelLoadError(f"model folder {path} has no weights (model*.safetensors)")
-    progress(f"Loading {path.name}", None)
+    name = "demo" if spec == DEMO else (spec if not Path(spec).expanduser().is_dir() else path.name)
+    progress(f"Loading {name}", None)
     from mlx_lm.utils import load_model as mlx_load_model
 
     try:
@@ -127,7 +128,6 @@ def load_model(
         fmt = HarmonyFormat()
     else:
         fmt = _chat_template_format(path, config)
-    name = "demo" if spec == DEMO else (spec if not Path(spec).expanduser().is_dir() else path.name)
     return LoadedModel(name, path, model, fmt, config, context_limit(path, config),
                        time.perf_counter() - started)
 

@@ -1,0 +1,609 @@
+"""The terminal app: chat, thinking, tool calls and settings around one engine.
+
+The engine runs on its own thread. A turn's events reach the UI in batches: the generation thread
+only sets an asyncio event (``call_soon_threadsafe``) when the UI is not already due to look, and
+the UI drains the stream at most every ``BATCH_SECONDS``. Handlers own all widget state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message as TextualMessage
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar
+
+from harmony_tui.commands import Command, CommandError, is_command, parse_command
+from harmony_tui.config.user_config import load_state, save_state
+from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
+from harmony_tui.engine.events import (
+    ContextTrimmed,
+    Event,
+    ParseIssue,
+    PromptProgress,
+    Stats,
+    TextDelta,
+    TokenProgress,
+    ToolCall,
+    TurnEnd,
+    TurnStart,
+)
+from harmony_tui.engine.messages import PromptSetup
+from harmony_tui.engine.params import GenerationParams
+from harmony_tui.sessions.chat import ChatSession
+from harmony_tui.themes import DEFAULT_THEME, THEMES
+from harmony_tui.widgets.conversation import ConversationView
+from harmony_tui.widgets.messages import AssistantMessage
+from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
+from harmony_tui.widgets.prompt_input import PromptInput
+from harmony_tui.widgets.settings import SettingsSidebar
+from harmony_tui.widgets.status_bar import StatusBar
+
+BATCH_SECONDS = 0.035
+WIDE = 110  # columns from which the side panes show by default
+
+APP_BINDINGS = [
+    Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    Binding("ctrl+d", "quit", "Quit", show=False, id="quit_eof", priority=True),
+    Binding("escape", "stop", "Stop", id="stop"),
+    Binding("f1", "help", "Help", id="help"),
+    Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
+    Binding("ctrl+e", "edit_last", "Edit last", id="edit_last"),
+    Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
+    Binding("ctrl+y", "copy_answer", "Copy answer", show=False, id="copy_answer"),
+    Binding("ctrl+k", "copy_code", "Copy code", show=False, id="copy_code"),
+    Binding("f2", "toggle_pane('thinking')", "Thinking", id="toggle_thinking"),
+    Binding("f3", "toggle_pane('tools')", "Tools", id="toggle_tools"),
+    Binding("f4", "toggle_pane('settings')", "Settings", id="toggle_settings"),
+    Binding("f5", "focus_settings", "Edit settings", show=False, id="focus_settings"),
+    Binding("f6", "focus_prompt", "Prompt", show=False, id="focus_prompt"),
+    Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
+    Binding("ctrl+t", "pick_theme", "Theme", show=False, id="pick_theme"),
+]
+
+ACTION_HELP = {
+    "regenerate": "Generate the last answer again",
+    "edit_last": "Put the last prompt back in the input and remove its answer",
+    "new_chat": "Start a new chat",
+    "copy_answer": "Copy the last answer to the clipboard",
+    "copy_code": "Copy the last code block of the last answer",
+    "toggle_pane('thinking')": "Show or hide the thinking pane",
+    "toggle_pane('tools')": "Show or hide the tool-call pane",
+    "toggle_pane('settings')": "Show or hide the settings sidebar",
+    "focus_settings": "Move to the settings sidebar to change values",
+    "focus_prompt": "Move back to the prompt",
+    "pick_model": "Load another model (demo, ./models, Hugging Face cache)",
+    "pick_theme": "Choose a theme",
+    "stop": "Stop generating (keeps the partial answer)",
+    "help": "Show keys and commands",
+}
+
+
+class LoadProgress(TextualMessage):
+    """Model loading progress, posted from the generation thread."""
+
+    def __init__(self, text: str, fraction: float | None) -> None:
+        super().__init__()
+        self.text = text
+        self.fraction = fraction
+
+
+@dataclass
+class Turn:
+    """The turn being generated."""
+
+    stream: TurnStream
+    widget: AssistantMessage
+    wake: asyncio.Event
+    due: threading.Event = field(default_factory=threading.Event)
+    generating: bool = False
+    abandoned: bool = False
+
+
+class HarmonyApp(App[None]):
+    """Chat with a local model; watch it think; tune it while it streams."""
+
+    TITLE = "harmony-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = APP_BINDINGS
+
+    def __init__(
+        self,
+        model: str = "demo",
+        *,
+        models_dir: Path | None = None,
+        params: GenerationParams | None = None,
+        setup: PromptSetup | None = None,
+        markdown: bool = True,
+        truncate_thinking: int | None = None,
+        truncate_response: int | None = None,
+        keymap: dict[str, str] | None = None,
+        theme: str | None = None,
+        remember_theme: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model_spec = model
+        self.models_dir = models_dir
+        self.params = params or GenerationParams()
+        self.setup_prompt = setup or PromptSetup()
+        self.markdown = markdown
+        self.truncate_thinking = truncate_thinking
+        self.truncate_response = truncate_response
+        self.user_keymap = dict(keymap or {})
+        self.initial_theme = theme
+        self.remember_theme = remember_theme
+        self.session = ChatSession()
+        self.engine = Engine(models_dir=models_dir)
+        self.turn: Turn | None = None
+        self.model_name = ""
+        self.model_ready = False
+        self.requests: list[TurnRequest] = []  # what was sent, newest last (for inspection)
+        self._panes_user_set: set[str] = set()
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="chat-column"):
+                yield ConversationView(markdown=self.markdown,
+                                       truncate_thinking=self.truncate_thinking,
+                                       truncate_response=self.truncate_response,
+                                       id="conversation")
+                yield ProgressBar(id="load-progress", show_eta=False)
+                yield PromptInput(id="prompt")
+            with Vertical(id="side"):
+                yield ThinkingPane(id="thinking")
+                yield ToolCallsPane(id="tools")
+                yield SettingsSidebar(self.params, id="settings")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def conversation(self) -> ConversationView:
+        return self.query_one(ConversationView)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def thinking(self) -> ThinkingPane:
+        return self.query_one(ThinkingPane)
+
+    @property
+    def tools(self) -> ToolCallsPane:
+        return self.query_one(ToolCallsPane)
+
+    @property
+    def settings(self) -> SettingsSidebar:
+        return self.query_one(SettingsSidebar)
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        chosen = (load_state().get("theme") if self.remember_theme else None) \
+            or self.initial_theme or DEFAULT_THEME
+        self.theme = chosen if chosen in self.available_themes else DEFAULT_THEME
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
+        self._layout_panes(self.size.width)
+        self.query_one("#load-progress", ProgressBar).display = False
+        self.prompt.focus()
+        self.load_model(self.model_spec)
+
+    def watch_theme(self, theme: str) -> None:
+        if self.remember_theme and self.is_mounted(self.screen):
+            with contextlib.suppress(OSError):
+                save_state(theme=theme)
+
+    def on_resize(self, event) -> None:
+        self._layout_panes(event.size.width)
+
+    def _layout_panes(self, width: int) -> None:
+        wide = width >= WIDE
+        for name in ("thinking", "settings"):
+            if name not in self._panes_user_set:
+                self.query_one(f"#{name}").display = wide
+        if "tools" not in self._panes_user_set:
+            self.tools.display = wide and bool(self.tools.entries)
+        self._update_side()
+
+    def _update_side(self) -> None:
+        side = self.query_one("#side")
+        side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
+                                                                         "settings"))
+
+    # -- model ----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="load")
+    async def load_model(self, spec: str) -> None:
+        """Load ``spec`` without blocking the UI; errors become a notification and a note."""
+        self.model_ready = False
+        self.status.state = "loading"
+        self.status.detail = spec
+        bar = self.query_one("#load-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+
+        def progress(text: str, fraction: float | None) -> None:
+            self.post_message(LoadProgress(text, fraction))
+
+        try:
+            loaded = await asyncio.wrap_future(self.engine.load(spec, progress))
+        except Exception as err:  # ModelLoadError or an unexpected failure
+            bar.display = False
+            self.status.state = "error" if not self.model_name else "idle"
+            self.status.detail = ""
+            message = f"Could not load {spec}: {err}"
+            self.notify(message, severity="error", timeout=10)
+            await self.conversation.add_note(message, error=True)
+            self.model_ready = bool(self.model_name)
+            return
+        bar.display = False
+        self.model_spec = spec
+        self.model_name = loaded.name
+        self.model_ready = True
+        self.settings.context_limit = loaded.context_limit
+        self.settings.settings_list.refresh()
+        self.status.model_name = loaded.name
+        self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
+        self.status.state = "idle"
+        self.status.detail = ""
+        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        self.status.detail = message.text
+        bar = self.query_one("#load-progress", ProgressBar)
+        if message.fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=100 * message.fraction)
+
+    def action_pick_model(self) -> None:
+        from harmony_tui.engine.catalog import local_models
+
+        commands = [
+            (f"{choice.spec}  [{choice.source}, {choice.model_type}]",
+             (lambda spec=choice.spec: self._switch_model(spec)),
+             f"Load {choice.spec}")
+            for choice in local_models(self.models_dir or Path("models"))
+        ]
+        self.search_commands(commands, placeholder="Load a model…")
+
+    def _switch_model(self, spec: str) -> None:
+        if self.turn is not None:
+            self.notify("Stop the current answer first (Esc)", severity="warning")
+            return
+        self.load_model(spec)
+
+    def action_pick_theme(self) -> None:
+        self.search_themes()
+
+    # -- sending --------------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def _on_prompt(self, event: PromptInput.Submitted) -> None:
+        text = event.text
+        if is_command(text):
+            event.input.clear()
+            await self.run_command(text)
+            return
+        if self.turn is not None:
+            self.notify("Wait for the answer or press Esc to stop it", severity="warning")
+            return
+        if not self.model_ready:
+            self.notify("The model is not loaded yet", severity="warning")
+            return
+        event.input.clear()
+        self.session.add_user(text)
+        await self.conversation.add_user(text)
+        await self.start_turn()
+
+    async def run_command(self, text: str) -> None:
+        try:
+            command = parse_command(text)
+        except CommandError as err:
+            self.notify(str(err), severity="error", timeout=8)
+            await self.conversation.add_note(str(err), error=True)
+            return
+        await self.apply_command(command)
+
+    async def apply_command(self, command: Command) -> None:
+        if command.name == "quit":
+            await self.action_quit()
+        elif command.name == "help":
+            self.action_help()
+        elif command.name == "clear":
+            await self.action_new_chat()
+        elif command.name == "list":
+            lines = [f"{name} = {value}" for name, value in self.params.model_dump().items()]
+            await self.conversation.add_note("Settings for the next request:\n" +
+                                             "\n".join(lines))
+        elif command.name == "set":
+            assert command.setting is not None
+            if self.settings.try_set(command.setting, command.value):
+                await self.conversation.add_note(f"{command.setting} = {command.value}")
+
+    @on(SettingsSidebar.Changed)
+    def _on_settings_changed(self, event: SettingsSidebar.Changed) -> None:
+        self.params = event.params
+        if event.name == "max_context_tokens" and self.settings.context_limit:
+            self.status.context_limit = self.params.max_context_tokens or \
+                self.settings.context_limit
+
+    async def start_turn(self) -> None:
+        """Generate the next assistant turn for the session as it stands."""
+        widget = await self.conversation.add_assistant(self.model_name)
+        self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
+        request = TurnRequest(list(self.session.messages), self.setup_prompt, self.params)
+        self.requests.append(request)
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        due = threading.Event()
+
+        def notify(event: Event) -> None:  # generation thread: cheap, never blocks
+            if not due.is_set():
+                due.set()
+                loop.call_soon_threadsafe(wake.set)
+
+        stream = self.engine.submit(request, notify=notify)
+        self.turn = Turn(stream, widget, wake, due)
+        self.status.state = "prefill"
+        self.status.ttft = self.status.tps = None
+        self.status.generated = 0
+        self.consume_turn(self.turn)
+
+    @work(group="turn")
+    async def consume_turn(self, turn: Turn) -> None:
+        """Drain the turn's events in batches until it ends."""
+        while True:
+            await turn.wake.wait()
+            turn.wake.clear()
+            turn.due.clear()
+            events = turn.stream.drain()
+            if await self.apply_events(turn, events):
+                return
+            await asyncio.sleep(BATCH_SECONDS)
+
+    async def apply_events(self, turn: Turn, events: list[Event]) -> bool:
+        """Update the widgets for a batch of events; True when the turn has ended."""
+        status = self.status
+        for event in coalesce(events):
+            if isinstance(event, TextDelta):
+                if event.recipient is not None:
+                    continue  # tool-call arguments: shown whole when the call completes
+                if not turn.generating:
+                    turn.generating = True
+                    status.state, status.detail = "generating", ""
+                if event.channel == "final":
+                    await turn.widget.append_answer(event.text)
+                else:
+                    self.thinking.write(event.text, event.channel)
+                    turn.widget.append_thinking(event.text)
+            elif isinstance(event, TokenProgress):
+                status.generated = event.generated
+                status.ttft = event.ttft_s
+                if event.generated > 1:
+                    status.tps = event.generation_tps
+            elif isinstance(event, TurnStart):
+                status.prompt_tokens = event.prompt_tokens
+                status.cached_tokens = event.cached_tokens
+            elif isinstance(event, PromptProgress):
+                if event.total:
+                    status.detail = f"{100 * event.processed // event.total}%"
+            elif isinstance(event, ContextTrimmed):
+                turn.widget.add_note(f"dropped {event.dropped_messages} old messages "
+                                     f"({event.dropped_tokens} tokens) to fit {event.limit}")
+            elif isinstance(event, ToolCall):
+                await self._show_tool_call(turn, event)
+            elif isinstance(event, ParseIssue):
+                self.log.warning(f"format repair: {event.detail}")
+            elif isinstance(event, Stats):
+                status.prompt_tokens, status.cached_tokens = event.prompt_tokens, \
+                    event.cached_tokens
+                status.generated = event.generation_tokens
+                status.ttft, status.tps = event.ttft_s, event.generation_tps
+                status.peak_gb = event.peak_memory_gb
+            elif isinstance(event, TurnEnd):
+                await self._end_turn(turn, event)
+                return True
+        return False
+
+    async def _show_tool_call(self, turn: Turn, call: ToolCall) -> None:
+        entry = await self.tools.add_call(call.call_id, call.recipient, call.arguments,
+                                          call.content_type)
+        if "tools" not in self._panes_user_set and self.size.width >= WIDE:
+            self.tools.display = True
+            self._update_side()
+        if call.error:
+            entry.set_status("invalid", call.error)
+        else:
+            entry.set_status("not run", "Running tools arrives in a later version.")
+        turn.widget.add_note(f"→ called {call.recipient}")
+
+    async def _end_turn(self, turn: Turn, end: TurnEnd) -> None:
+        if turn.abandoned:  # the chat was cleared while it ran
+            return
+        self.session.add_assistant(end.messages)
+        notes = {"cancelled": "⏹ stopped", "length": "… stopped at the token limit",
+                 "error": f"✖ error: {end.error}"}
+        await turn.widget.finish(notes.get(end.reason))
+        self.turn = None
+        self.status.state = "idle"
+        self.status.detail = ""
+        if end.reason == "error":
+            self.notify(f"Generation failed: {end.error}", severity="error", timeout=10)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if self.turn is not None:
+            self.turn.stream.cancel()
+            self.status.detail = "stopping"
+
+    def action_help(self) -> None:
+        from harmony_tui.screens.help import HelpScreen, help_markdown
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen(help_markdown(self.binding_rows(), self.widget_help())))
+
+    def binding_rows(self) -> list[tuple[str, str, str]]:
+        """(id, keys, description) of every app and widget binding, keymap applied."""
+        from harmony_tui.widgets.prompt_input import PromptInput as _Prompt
+        from harmony_tui.widgets.settings import SettingsList
+        from harmony_tui.widgets.settings import SettingsSidebar as _Side
+
+        rows = []
+        for owner in (HarmonyApp, _Prompt, SettingsList, _Side):
+            for binding in owner.BINDINGS:
+                if not isinstance(binding, Binding) or not binding.id:
+                    continue
+                keys = self.user_keymap.get(binding.id, binding.key)
+                description = ACTION_HELP.get(binding.action, binding.description)
+                rows.append((binding.id, keys, description or binding.action))
+        rows.append(("command_palette", "ctrl+p", "Command palette: every action"))
+        rows.append(("prompt.submit", "enter", "Send the prompt"))
+        return rows
+
+    def widget_help(self) -> list[tuple[str, str]]:
+        from harmony_tui.widgets import (
+            conversation,
+            messages,
+            panes,
+            prompt_input,
+            settings,
+            status_bar,
+        )
+
+        return [("Prompt", prompt_input.HELP), ("Conversation", conversation.HELP),
+                ("Answers", messages.HELP), ("Thinking pane", panes.THINKING_HELP),
+                ("Tool calls pane", panes.TOOLS_HELP), ("Settings sidebar", settings.HELP),
+                ("Status bar", status_bar.HELP)]
+
+    async def action_regenerate(self) -> None:
+        if not self._idle_for("regenerate"):
+            return
+        if not self.session.drop_last_reply():
+            self.notify("Nothing to regenerate yet", severity="warning")
+            return
+        await self.conversation.truncate(self._last_user_entry() + 1)
+        await self.start_turn()
+
+    async def action_edit_last(self) -> None:
+        if not self._idle_for("edit"):
+            return
+        text = self.session.drop_last_exchange()
+        if text is None:
+            self.notify("No message to edit yet", severity="warning")
+            return
+        await self.conversation.truncate(self._last_user_entry())
+        self.prompt.set_text(text)
+        self.prompt.focus()
+
+    def _last_user_entry(self) -> int:
+        entries = self.conversation.entries
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index].kind == "user":
+                return index
+        return len(entries)
+
+    def _idle_for(self, what: str) -> bool:
+        if self.turn is not None:
+            self.notify(f"Stop the current answer (Esc) before you {what}", severity="warning")
+            return False
+        return True
+
+    async def action_new_chat(self) -> None:
+        if self.turn is not None:
+            self.turn.abandoned = True
+            self.turn.stream.cancel()
+            self.turn = None
+        self.session.clear()
+        await self.conversation.clear()
+        self.thinking.start_turn("")
+        await self.tools.clear()
+        self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
+        self.status.ttft = self.status.tps = None
+        self.prompt.focus()
+
+    def action_copy_answer(self) -> None:
+        widget = self.conversation.last_assistant()
+        if widget is None or not widget.answer:
+            self.notify("No answer to copy yet", severity="warning")
+            return
+        self._copy(widget.answer, "answer")
+
+    def action_copy_code(self) -> None:
+        widget = self.conversation.last_assistant()
+        blocks = widget.code_blocks() if widget else []
+        if not blocks:
+            self.notify("The last answer has no code block", severity="warning")
+            return
+        self._copy(blocks[-1], "code block")
+
+    def _copy(self, text: str, what: str) -> None:
+        self.copy_to_clipboard(text)  # OSC 52: works over SSH in most terminals
+        with contextlib.suppress(Exception):
+            import pyperclip  # optional: the system clipboard where one exists
+
+            pyperclip.copy(text)
+        self.notify(f"Copied the {what} ({len(text)} characters)", timeout=3)
+
+    def action_toggle_pane(self, name: str) -> None:
+        pane = self.query_one(f"#{name}")
+        pane.display = not pane.display
+        self._panes_user_set.add(name)
+        self._update_side()
+
+    def action_focus_settings(self) -> None:
+        settings = self.settings
+        if not settings.display:
+            self.action_toggle_pane("settings")
+        settings.settings_list.focus()
+
+    def action_focus_prompt(self) -> None:
+        self.prompt.focus()
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        for binding in APP_BINDINGS:
+            if binding.action in ACTION_HELP and binding.action not in ("help",):
+                yield SystemCommand(binding.description or binding.action,
+                                    ACTION_HELP[binding.action],
+                                    lambda action=binding.action: self.run_action(action))
+        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+
+    async def action_quit(self) -> None:
+        if self.turn is not None:
+            self.turn.stream.cancel()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self.engine.close(timeout=5)
+
+
+def coalesce(events: list[Event]) -> list[Event]:
+    """Merge consecutive text deltas of the same channel (fewer widget updates)."""
+    out: list[Event] = []
+    for event in events:
+        last = out[-1] if out else None
+        if isinstance(event, TextDelta) and isinstance(last, TextDelta) and \
+                last.channel == event.channel and last.recipient == event.recipient:
+            out[-1] = TextDelta(event.channel, last.text + event.text, event.recipient)
+        else:
+            out.append(event)
+    return out

@@ -1,0 +1,79 @@
+"""The user config (``config.yaml`` in the config dir) and the app's remembered state.
+
+``config.yaml`` is written by the person; harmony-tui only reads it. What the app remembers by
+itself (the last theme chosen) goes to ``state.json`` in the data dir, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harmony_tui import paths
+from harmony_tui.config.files import read_mapping, unknown_key_warnings
+from harmony_tui.errors import ConfigError
+
+CONFIG_NAME = "config.yaml"
+STATE_NAME = "state.json"
+
+
+class UserConfig(BaseModel):
+    """Settings of the person, for every chat."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="default model (folder, repo id or 'demo')")
+    models_dir: str | None = Field(None, description="folder searched for model names")
+    theme: str | None = Field(None, description="theme used until one is picked in the app")
+    keymap: dict[str, str] = Field(default_factory=dict,
+                                   description="binding id -> keys, e.g. {stop: ctrl+c}")
+    markdown: bool = Field(True, description="render answers as Markdown")
+    truncate_thinking: int | None = Field(None, ge=1,
+                                          description="show at most this many characters of "
+                                          "thinking per message (display only)")
+    truncate_response: int | None = Field(None, ge=1,
+                                          description="show at most this many characters of an "
+                                          "answer (display only)")
+
+
+def config_path() -> Path:
+    return paths.config_dir() / CONFIG_NAME
+
+
+def load_user_config(path: Path | None = None) -> tuple[UserConfig, list[str]]:
+    """The user config (defaults when the file does not exist) and warnings."""
+    path = path or config_path()
+    if not path.exists():
+        return UserConfig(), []
+    data = read_mapping(path)
+    warnings = unknown_key_warnings(data, UserConfig.model_fields, str(path))
+    try:
+        return UserConfig.model_validate(data), warnings
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        value = data.get(first["loc"][0]) if first["loc"] else None
+        raise ConfigError(f"{path}: {key}={value!r}: {first['msg'].lower()}") from err
+
+
+def state_path() -> Path:
+    return paths.data_dir() / STATE_NAME
+
+
+def load_state() -> dict[str, Any]:
+    """What the app remembered; a missing or unreadable file means nothing."""
+    try:
+        data = json.loads(state_path().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_state(**changes: Any) -> None:
+    """Merge ``changes`` into the state file (atomically)."""
+    data = load_state()
+    data.update(changes)
+    paths.atomic_write_text(state_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""Full-screen screens of the app (help, model picker)."""

@@ -1,0 +1,1 @@
+"""Conversation state, chat logs and their migrations."""

@@ -1,0 +1,1 @@
+"""The TUI's widgets. They never import mlx; engine data arrives as events."""

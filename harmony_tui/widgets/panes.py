@@ -1,0 +1,114 @@
+"""Side panes: the live thinking stream and the tool-call log."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Collapsible, Static, TextArea
+
+THINKING_HELP = """\
+The model's thinking (Harmony's analysis channel and commentary) for the current turn, as it
+is generated. Earlier turns' thinking is folded inside their messages. Toggle with **F2**.
+"""
+
+TOOLS_HELP = """\
+One entry per tool call the model makes: the tool, its arguments, status, duration and
+result. Open an entry with Enter or a click. Toggle with **F3**.
+"""
+
+
+class ThinkingPane(Vertical):
+    """A cheap append-only log of the current turn's thinking."""
+
+    HELP = THINKING_HELP
+    DEFAULT_CLASSES = "pane"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Thinking"
+        self.text = ""
+
+    def compose(self) -> ComposeResult:
+        yield TextArea(read_only=True, soft_wrap=True, show_cursor=False, compact=True,
+                       id="thinking-log")
+
+    def start_turn(self, title: str) -> None:
+        self.text = ""
+        self.query_one(TextArea).load_text("")
+        self.border_subtitle = title
+
+    def write(self, text: str, channel: str = "analysis") -> None:
+        """Append text; stays scrolled to the end unless the person scrolled up."""
+        self.text += text
+        area = self.query_one(TextArea)
+        follow = area.scroll_y >= area.max_scroll_y - 1
+        area.insert(text, area.document.end, maintain_selection_offset=False)
+        if follow:
+            area.scroll_end(animate=False, immediate=True)
+
+
+class ToolCallEntry(Collapsible):
+    """One call: tool, arguments, status, duration, result."""
+
+    def __init__(self, call_id: str, recipient: str, arguments: str,
+                 content_type: str | None) -> None:
+        self.call_id = call_id
+        self.recipient = recipient
+        self.arguments = arguments
+        self.status = "requested"
+        self.result: str | None = None
+        self.started = time.monotonic()
+        self.duration: float | None = None
+        super().__init__(Static(self._arguments_view(content_type), classes="tool-args"),
+                         Static("", classes="tool-result"),
+                         title=self._title(), collapsed=True)
+
+    def _arguments_view(self, content_type: str | None):
+        try:
+            pretty = json.dumps(json.loads(self.arguments), indent=2, ensure_ascii=False)
+            return Syntax(pretty, "json", word_wrap=True, theme="ansi_dark")
+        except (json.JSONDecodeError, TypeError):
+            lexer = "python" if self.recipient == "python" or content_type == "code" else "text"
+            return Syntax(self.arguments, lexer, word_wrap=True, theme="ansi_dark")
+
+    def _title(self) -> str:
+        took = f" · {self.duration:.2f}s" if self.duration is not None else ""
+        return f"{self.recipient} · {self.status}{took}"
+
+    def set_status(self, status: str, result: str | None = None) -> None:
+        self.status = status
+        if status not in ("requested", "running"):
+            self.duration = time.monotonic() - self.started
+        if result is not None:
+            self.result = result
+            self.query_one(".tool-result", Static).update(Text(result))
+        self.title = self._title()
+
+
+class ToolCallsPane(VerticalScroll):
+    """The log of tool calls in this chat."""
+
+    HELP = TOOLS_HELP
+    DEFAULT_CLASSES = "pane"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Tool calls"
+        self.entries: dict[str, ToolCallEntry] = {}
+
+    async def add_call(self, call_id: str, recipient: str, arguments: str,
+                       content_type: str | None) -> ToolCallEntry:
+        entry = ToolCallEntry(call_id, recipient, arguments, content_type)
+        self.entries[call_id] = entry
+        await self.mount(entry)
+        self.scroll_end(animate=False)
+        return entry
+
+    async def clear(self) -> None:
+        self.entries.clear()
+        await self.remove_children()

@@ -1,0 +1,52 @@
+"""The status bar: model, state and the figures of the current or last turn."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+HELP = """\
+Model · state (loading, idle, prefill, generating, tool) · time to first token · tokens per
+second · prompt and generated tokens · context used of the limit · peak memory.
+"""
+
+
+class StatusBar(Static):
+    """One line of live figures."""
+
+    HELP = HELP
+
+    model_name: reactive[str] = reactive("")
+    state: reactive[str] = reactive("loading")
+    ttft: reactive[float | None] = reactive(None)
+    tps: reactive[float | None] = reactive(None)
+    prompt_tokens: reactive[int] = reactive(0)
+    cached_tokens: reactive[int] = reactive(0)
+    generated: reactive[int] = reactive(0)
+    context_limit: reactive[int | None] = reactive(None)
+    peak_gb: reactive[float | None] = reactive(None)
+    detail: reactive[str] = reactive("")
+
+    def render(self) -> Text:
+        parts: list[tuple[str, str]] = [(self.model_name or "no model", "bold"),
+                                        (self.state + (f" {self.detail}" if self.detail else ""),
+                                         "italic")]
+        if self.ttft is not None:
+            parts.append((f"TTFT {self.ttft:.2f}s", ""))
+        if self.tps is not None:
+            parts.append((f"{self.tps:.1f} tok/s", "bold"))
+        if self.prompt_tokens:
+            cached = f" ({self.cached_tokens} cached)" if self.cached_tokens else ""
+            parts.append((f"prompt {self.prompt_tokens}{cached} · gen {self.generated}", ""))
+            if self.context_limit:
+                used = self.prompt_tokens + self.generated
+                parts.append((f"ctx {used}/{self.context_limit}", ""))
+        if self.peak_gb is not None:
+            parts.append((f"peak {self.peak_gb:.2f} GB", ""))
+        text = Text()
+        for index, (part, style) in enumerate(parts):
+            if index:
+                text.append(" · ", style="dim")
+            text.append(part, style=style)
+        return text
