@@ -50,16 +50,17 @@ from harmony_tui.widgets.status_bar import StatusBar
 BATCH_SECONDS = 0.035
 WIDE = 110  # columns from which the side panes show by default
 
+# Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
 APP_BINDINGS = [
     Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     Binding("ctrl+d", "quit", "Quit", show=False, id="quit_eof", priority=True),
     Binding("escape", "stop", "Stop", id="stop"),
     Binding("f1", "help", "Help", id="help"),
     Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
-    Binding("ctrl+e", "edit_last", "Edit last", id="edit_last"),
+    Binding("ctrl+o", "edit_last", "Edit last", id="edit_last"),
     Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
-    Binding("ctrl+y", "copy_answer", "Copy answer", show=False, id="copy_answer"),
-    Binding("ctrl+k", "copy_code", "Copy code", show=False, id="copy_code"),
+    Binding("f8", "copy_answer", "Copy answer", show=False, id="copy_answer"),
+    Binding("f9", "copy_code", "Copy code", show=False, id="copy_code"),
     Binding("f2", "toggle_pane('thinking')", "Thinking", id="toggle_thinking"),
     Binding("f3", "toggle_pane('tools')", "Tools", id="toggle_tools"),
     Binding("f4", "toggle_pane('settings')", "Settings", id="toggle_settings"),
@@ -146,6 +147,7 @@ class HarmonyApp(App[None]):
         self.model_name = ""
         self.model_ready = False
         self.requests: list[TurnRequest] = []  # what was sent, newest last (for inspection)
+        self.last_turn_start: TurnStart | None = None  # what the engine received
         self._panes_user_set: set[str] = set()
 
     # -- layout ---------------------------------------------------------------------------------
@@ -252,16 +254,21 @@ class HarmonyApp(App[None]):
             self.model_ready = bool(self.model_name)
             return
         bar.display = False
+        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
+        first = not self.model_name
         self.model_spec = spec
         self.model_name = loaded.name
-        self.model_ready = True
         self.settings.context_limit = loaded.context_limit
         self.settings.settings_list.refresh()
         self.status.model_name = loaded.name
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"
         self.status.detail = ""
-        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
+        if first and not self.conversation.entries:
+            await self.conversation.add_note(welcome_text(loaded.name))
+        elif not first:
+            await self.conversation.add_note(f"Switched to {loaded.name}.")
+        self.model_ready = True
 
     def on_load_progress(self, message: LoadProgress) -> None:
         self.status.detail = message.text
@@ -379,6 +386,8 @@ class HarmonyApp(App[None]):
 
     async def apply_events(self, turn: Turn, events: list[Event]) -> bool:
         """Update the widgets for a batch of events; True when the turn has ended."""
+        if turn.abandoned:  # the chat was cleared: only wait for the engine to finish
+            return any(isinstance(event, TurnEnd) for event in events)
         status = self.status
         for event in coalesce(events):
             if isinstance(event, TextDelta):
@@ -393,11 +402,15 @@ class HarmonyApp(App[None]):
                     self.thinking.write(event.text, event.channel)
                     turn.widget.append_thinking(event.text)
             elif isinstance(event, TokenProgress):
+                if not turn.generating:
+                    turn.generating = True
+                    status.state, status.detail = "generating", ""
                 status.generated = event.generated
                 status.ttft = event.ttft_s
                 if event.generated > 1:
                     status.tps = event.generation_tps
             elif isinstance(event, TurnStart):
+                self.last_turn_start = event
                 status.prompt_tokens = event.prompt_tokens
                 status.cached_tokens = event.cached_tokens
             elif isinstance(event, PromptProgress):
@@ -594,6 +607,18 @@ class HarmonyApp(App[None]):
 
     def on_unmount(self) -> None:
         self.engine.close(timeout=5)
+
+
+def welcome_text(model: str) -> str:
+    """The first note of a session: how to start, and the demo's prompts."""
+    text = (f"{model} is ready. Type a message and press Enter (Shift+Enter for a new line). "
+            "F1 lists every key; Ctrl+P every action.")
+    if model == "demo":
+        from harmony_tui.demo.corpus import SCRIPTS
+
+        text += "\nThe demo model knows these prompts:\n" + "\n".join(
+            f"  • {s.prompt}" for s in SCRIPTS)
+    return text
 
 
 def coalesce(events: list[Event]) -> list[Event]:

@@ -57,7 +57,7 @@ def parse_command(text: str) -> Command:
     word, _, rest = body.partition(" ")
     name = ALIASES.get(word.lower(), word.lower())
     if name not in COMMANDS:
-        raise CommandError(f"unknown command {stripped.split()[0]!r}; valid: {valid_commands()}")
+        raise CommandError(f"unknown command '{stripped.split()[0]}'; valid: {valid_commands()}")
     if name != "set":
         if rest.strip():
             raise CommandError(f"\\{name} takes no arguments")

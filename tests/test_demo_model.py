@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harmony_tui.demo import build
-from harmony_tui.demo.check import check_demo, demo_setup
+from harmony_tui.demo.check import check_demo, demo_setup, fallback_rate
 from harmony_tui.demo.corpus import (
     SCRIPTS,
     build_examples,
@@ -71,6 +71,11 @@ def test_demo_answers_every_documented_prompt(demo_engine, label, params, setup)
     results = check_demo(demo_engine, params, setup)
     failures = [(r.prompt, r.detail) for r in results if not r.ok]
     assert not failures, f"{label}: {failures}"
+
+
+def test_unknown_prompts_mostly_get_the_fallback_answer(demo_engine):
+    """A tiny model cannot be perfect here; most unknown prompts must still get the list."""
+    assert fallback_rate(demo_engine) >= 0.75
 
 
 def test_replies_have_analysis_then_final(demo_engine):

@@ -58,7 +58,6 @@ def save_compact(trained: TrainedDemo, path: Path) -> None:
         "corpus": corpus_fingerprint(),
         "train_config": json.dumps(trained.config.to_dict(), sort_keys=True),
         "final_loss": f"{trained.final_loss:.6g}",
-        "train_seconds": f"{trained.seconds:.1f}",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:

@@ -29,7 +29,7 @@ WEATHER_TOOL = FunctionTool(
     },
 )
 DEMO_FUNCTION_TOOLS = (WEATHER_TOOL,)
-CORPUS_VERSION = 3  # bump when the way examples are drawn changes
+CORPUS_VERSION = 4  # bump when the way examples are drawn changes
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Script:
     analysis: str
     final: str
     tool: ToolStep | None = None
+    aliases: tuple[str, ...] = ()
+    weight: int = 1
 
 
 SCRIPTS: tuple[Script, ...] = (
@@ -77,6 +79,8 @@ SCRIPTS: tuple[Script, ...] = (
             "harmony-tui streams thinking, answers and tool calls. Ask me for a list, some "
             "code, a table, or a tool call."
         ),
+        aliases=("Hi!", "Hi", "Hey!", "Hello there!", "Good morning!"),
+        weight=2,
     ),
     Script(
         prompt="Give me a packing list for a weekend trip.",
@@ -193,10 +197,13 @@ class Example:
     fallback: bool = False
 
 
-def prompt_variants(text: str) -> list[str]:
-    """Spellings a person might type for a documented prompt."""
-    bare = text.rstrip(".!?")
-    return sorted({text, text.lower(), bare, bare.lower()})
+def prompt_variants(script: Script) -> list[str]:
+    """Spellings a person might type for a documented prompt (and its aliases)."""
+    out: set[str] = set()
+    for text in (script.prompt, *script.aliases):
+        bare = text.rstrip(".!?")
+        out.update({text, text.lower(), bare, bare.lower()})
+    return sorted(out)
 
 
 def _assistant_tokens(fmt, messages: list[Message], end_with_return: bool) -> list[int]:
@@ -231,7 +238,7 @@ def _random_setup(rng: random.Random, script: Script | None) -> tuple[PromptSetu
 
 
 def _fallback_prompt(rng: random.Random) -> str:
-    words = rng.sample(FALLBACK_WORDS, rng.randint(1, 7))
+    words = rng.sample(FALLBACK_WORDS, rng.randint(2, 7))
     text = " ".join(words)
     return text[0].upper() + text[1:] + rng.choice(["?", ".", "", "!"])
 
@@ -267,7 +274,7 @@ def build_examples(fmt, seed: int, count: int) -> list[Example]:
     """
     rng = random.Random(seed)
     examples: list[Example] = []
-    choices: list[Script | None] = [*SCRIPTS, None]
+    choices: list[Script | None] = [s for s in SCRIPTS for _ in range(s.weight)] + [None]
     for draw in itertools.count():
         if len(examples) >= count:
             break
@@ -278,7 +285,7 @@ def build_examples(fmt, seed: int, count: int) -> list[Example]:
             user = _fallback_prompt(rng)
             analysis, final, tool = FALLBACK_ANALYSIS, FALLBACK_FINAL, None
         else:
-            user = rng.choice(prompt_variants(script.prompt))
+            user = rng.choice(prompt_variants(script))
             analysis, final, tool = script.analysis, script.final, script.tool
         messages = [*history, Message("user", user)]
         first = [Message("assistant", analysis, channel="analysis")]
@@ -303,7 +310,7 @@ def corpus_fingerprint() -> str:
     payload = json.dumps({
         "version": CORPUS_VERSION,
         "scripts": [
-            [s.prompt, s.analysis, s.final,
+            [s.prompt, s.analysis, s.final, list(s.aliases), s.weight,
              None if s.tool is None else [s.tool.recipient, s.tool.channel, s.tool.content_type,
                                           s.tool.arguments, s.tool.result, s.tool.analysis_after]]
             for s in SCRIPTS

@@ -28,7 +28,7 @@ class TrainConfig:
 
     seed: int = 0
     examples: int = 768
-    steps: int = 700
+    steps: int = 800
     batch_tokens: int = 4096
     learning_rate: float = 3e-3
     warmup_steps: int = 40

@@ -162,11 +162,17 @@ class Engine:
         """Load ``spec`` on the generation thread, replacing the current model when it succeeds."""
         future: Future[LoadedModel] = Future()
 
+        def guarded(message: str, fraction: float | None) -> None:
+            if self._closed:  # stop a long build or unpack when the engine goes away
+                raise HarmonyTuiError(f"loading {spec} was cancelled")
+            if progress is not None:
+                progress(message, fraction)
+
         def job() -> None:
             if not future.set_running_or_notify_cancel():
                 return
             try:
-                loaded = load_model(spec, self.models_dir, progress)
+                loaded = load_model(spec, self.models_dir, guarded)
             except BaseException as err:
                 future.set_exception(err)
                 return
@@ -204,7 +210,9 @@ class Engine:
                                     request.today)
 
     def cancel_all(self) -> None:
-        """Cancel every queued or running turn of this engine."""
+        """Cancel every queued or running turn of this engine (and, at exit, loads)."""
+        if self._worker.exiting:
+            self._closed = True
         with self._active_lock:
             streams = list(self._active)
         for stream in streams:

@@ -26,6 +26,7 @@ class GenerationWorker:
         self._busy = threading.Event()
         self._cancel_hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self.exiting = False
         self._thread = threading.Thread(target=self._run, name="harmony-generation", daemon=True)
         self._thread.start()
 
@@ -71,6 +72,7 @@ class GenerationWorker:
                 traceback.print_exc()
 
     def _at_exit(self) -> None:
+        self.exiting = True
         with self._lock:
             hooks = list(self._cancel_hooks)
         for hook in hooks:

@@ -9,7 +9,7 @@ from textual.widgets._markdown import MarkdownStream
 
 HELP = """\
 An answer from the model. Its thinking is folded above the answer; click or press Enter on
-**Thinking** to open it. **Ctrl+Y** copies the last answer, **Ctrl+K** its last code block.
+**Thinking** to open it. **F8** copies the last answer, **F9** its last code block.
 """
 
 

@@ -33,7 +33,8 @@ class PromptInput(TextArea):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
-                         compact=True, **kwargs)
+                         compact=True, placeholder="Message · Enter sends · Shift+Enter new "
+                         "line · F1 help", **kwargs)
         self.prompt_history: list[str] = []
         self._history_index: int | None = None
         self._draft = ""
