@@ -54,6 +54,10 @@ def bench(label: str, path: Path, tokens: int, repeats: int) -> float:
     # Nothing may end either run early: push stop and structural tokens out of reach. Both
     # sides get the same sampler and the same logits processors.
     banned = set(fmt.stop_tokens) | set(fmt.keep_tokens)
+    if fmt.name == "harmony":  # every Harmony special token, reserved ones included
+        from harmony_tui.engine.formats.harmony import FIRST_SPECIAL, VOCAB_SIZE
+
+        banned |= set(range(FIRST_SPECIAL, VOCAB_SIZE))
     params = GenerationParams(temperature=0, max_tokens=tokens,
                               logit_bias={t: -100.0 for t in banned})
     processors = build_logits_processors(params, fmt.vocab_size)

@@ -6,7 +6,8 @@
    Target: p95 < 50 ms.
 
 A tiny random gpt_oss model (fast, so UI overhead shows most) is kept talking by banning every
-Harmony special token.
+Harmony special token, and nudged to break paragraphs like a real answer (a random model writes
+one endless paragraph, which Markdown re-lays out whole on every update).
 
     python benchmarks/tui_streaming.py [--tokens 1500] [--repeats 3] [--presses 40]
 """
@@ -23,13 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+PARAGRAPH = 279  # "\n\n" in o200k_harmony
+
 
 def params(tokens: int):
     from harmony_tui.engine.formats.harmony import FIRST_SPECIAL, VOCAB_SIZE
     from harmony_tui.engine.params import GenerationParams
 
-    banned = {t: -100.0 for t in range(FIRST_SPECIAL, VOCAB_SIZE)}
-    return GenerationParams(max_tokens=tokens, seed=1, logit_bias=banned)
+    bias = {t: -100.0 for t in range(FIRST_SPECIAL, VOCAB_SIZE)}
+    bias[PARAGRAPH] = 9.0  # paragraph breaks every ~50 tokens, like a real answer
+    return GenerationParams(max_tokens=tokens, seed=1, logit_bias=bias)
 
 
 def engine_tps(model: Path, tokens: int) -> float:
@@ -70,8 +74,8 @@ async def app_run(model: Path, tokens: int, presses: int) -> tuple[float, list[f
             await pilot.pause(0.05)
         while app.turn is not None:
             await pilot.pause(0.05)
-    stats = app.status
-    return stats.tps or 0.0, delays
+        tps = app.status.tps or 0.0
+    return tps, delays
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from harmony_tui.widgets.prompt_input import PromptInput
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
 
-BATCH_SECONDS = 0.035
+BATCH_SECONDS = 0.05
 WIDE = 110  # columns from which the side panes show by default
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
