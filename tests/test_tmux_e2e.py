@@ -51,19 +51,24 @@ def test_chat_and_settings_in_a_real_terminal(tmp_path):
     env["HARMONY_TUI_DATA_DIR"] = str(tmp_path / "data")
     env["TERM"] = "xterm-256color"
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    command = f"cd {shlex.quote(str(tmp_path))} && env {assignments} " \
+    # COLUMNS/LINES, when inherited, would pin the app's idea of the terminal size.
+    command = f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES {assignments} " \
               f"{shlex.quote(installed_command())} --temperature 0"
-    started = tmux("new-session", "-d", "-s", session, "-x", "110", "-y", "32", command)
+    # Size the window first (a running tmux server may ignore -x/-y, and fixing the size later
+    # races with the app's start-up), then start the app in it.
+    started = tmux("new-session", "-d", "-s", session, "-x", "110", "-y", "32", "sleep 600")
     assert started.returncode == 0, started.stderr
-    # A tmux server that was already running may ignore -x/-y: fix the size explicitly.
     tmux("set-option", "-t", session, "window-size", "manual")
     tmux("resize-window", "-t", session, "-x", "110", "-y", "32")
+    size = tmux("display", "-p", "-t", session, "#{window_width}x#{window_height}").stdout
+    assert size.strip() == "110x32", size
+    assert tmux("respawn-pane", "-k", "-t", session, command).returncode == 0
     try:
         wait_screen(session, "demo · idle")
         tmux("send-keys", "-t", session, "-l", SCRIPTS[0].prompt)
         tmux("send-keys", "-t", session, "Enter")
         text = wait_screen(session, "harmony-tui demo model")
-        assert "The user greets me" in text  # the thinking pane
+        assert "The user greets me" in text, text  # the thinking pane
         assert "tok/s" in text
         tmux("send-keys", "-t", session, "F5")
         tmux("send-keys", "-t", session, "Right")
