@@ -205,7 +205,7 @@ async def test_model_switch_from_the_palette(tiny_llama, tmp_path):
     import shutil
 
     shutil.copytree(tiny_llama, tmp_path / "my-llama")
-    app = make_app(models_dir=tmp_path)
+    app = make_app(models_dir=tmp_path, params=GenerationParams(temperature=0, max_tokens=16))
     async with app.run_test(size=WIDE) as pilot:
         await ready(pilot)
         assert app.model_name == "demo"

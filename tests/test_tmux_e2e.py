@@ -71,6 +71,7 @@ def test_chat_and_settings_in_a_real_terminal(tmp_path):
         assert "The user greets me" in text, text  # the thinking pane
         assert "tok/s" in text
         tmux("send-keys", "-t", session, "F5")
+        wait_screen(session, "Increase")  # the sidebar has focus: its keys show in the footer
         tmux("send-keys", "-t", session, "Right")
         text = wait_screen(session, "temperature = 0.05 (next request)")
         row = next(line for line in text.splitlines() if "temperature" in line and "●" in line)
