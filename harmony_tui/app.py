@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message as TextualMessage
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
@@ -232,6 +233,10 @@ class HarmonyApp(App[None]):
     @work(exclusive=True, group="load")
     async def load_model(self, spec: str) -> None:
         """Load ``spec`` without blocking the UI; errors become a notification and a note."""
+        with contextlib.suppress(NoMatches):  # the app closed while the model was loading
+            await self._load_model(spec)
+
+    async def _load_model(self, spec: str) -> None:
         self.model_ready = False
         self.status.state = "loading"
         self.status.detail = spec
@@ -375,6 +380,10 @@ class HarmonyApp(App[None]):
     @work(group="turn")
     async def consume_turn(self, turn: Turn) -> None:
         """Drain the turn's events in batches until it ends."""
+        with contextlib.suppress(NoMatches):  # the app closed mid-turn
+            await self._consume_turn(turn)
+
+    async def _consume_turn(self, turn: Turn) -> None:
         while True:
             await turn.wake.wait()
             turn.wake.clear()
