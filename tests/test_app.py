@@ -53,6 +53,16 @@ async def ready(pilot) -> None:
     await wait_for(pilot, lambda: pilot.app.model_ready, what="the model to load")
 
 
+async def start_streaming(pilot) -> None:
+    """Load, send a prompt and wait until tokens are being generated."""
+    app = pilot.app
+    await ready(pilot)
+    app.prompt.set_text("go")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.turn is not None and app.turn.generating,
+                   what="text to stream")
+
+
 async def send(pilot, text: str) -> None:
     app = pilot.app
     answers = len(app.session.final_answers())
@@ -128,11 +138,7 @@ async def test_invalid_sidebar_values_are_refused_with_a_message():
 async def test_escape_stops_within_a_token_and_keeps_the_partial_answer(tiny_gpt_oss):
     app = make_app(str(tiny_gpt_oss), params=endless(1))
     async with app.run_test(size=WIDE) as pilot:
-        await ready(pilot)
-        app.prompt.set_text("go")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.turn is not None and app.turn.generating,
-                       what="text to stream")
+        await start_streaming(pilot)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.turn is None, what="the stop")
         widget = app.conversation.last_assistant()
@@ -144,11 +150,7 @@ async def test_escape_stops_within_a_token_and_keeps_the_partial_answer(tiny_gpt
 async def test_typing_and_palette_work_while_streaming(tiny_gpt_oss):
     app = make_app(str(tiny_gpt_oss), params=endless(2))
     async with app.run_test(size=WIDE) as pilot:
-        await ready(pilot)
-        app.prompt.set_text("go")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.turn is not None and app.turn.generating,
-                       what="text to stream")
+        await start_streaming(pilot)
         # Keys go straight to the driver: Pilot.press waits up to 2 s per key for the process
         # to look idle, which it never does while a model streams on the other thread.
         from textual import events
@@ -346,11 +348,7 @@ def _isolated_models_dir(monkeypatch, tmp_path: Path):
 async def test_new_chat_while_streaming_discards_the_running_turn(tiny_gpt_oss):
     app = make_app(str(tiny_gpt_oss), params=endless(3))
     async with app.run_test(size=WIDE) as pilot:
-        await ready(pilot)
-        app.prompt.set_text("go")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.turn is not None and app.turn.generating,
-                       what="text to stream")
+        await start_streaming(pilot)
         await pilot.press("ctrl+n")
         assert app.turn is None and app.session.messages == []
         assert not app.conversation.query(AssistantMessage)
