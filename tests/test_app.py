@@ -359,3 +359,24 @@ async def test_new_chat_while_streaming_discards_the_running_turn(tiny_gpt_oss):
         assert app.session.messages[0].content == "again"
         assert len(app.conversation.query(AssistantMessage)) == 1
         assert app.last_turn_start.params.max_tokens == 5
+
+
+async def test_prompt_newline_and_history(tiny_llama):
+    app = make_app(str(tiny_llama), params=GenerationParams(temperature=0, max_tokens=4))
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press(*"one", "ctrl+j", *"two")
+        assert app.prompt.text == "one\ntwo"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.turn is None and app.requests, what="the turn")
+        assert app.session.messages[0].content == "one\ntwo"
+        await send(pilot, "three")
+        assert app.prompt.text == ""
+        await pilot.press("up")
+        assert app.prompt.text == "three"
+        await pilot.press("up")
+        assert app.prompt.text == "one\ntwo"
+        await pilot.press("down")  # the cursor is on the last line: forward in history
+        assert app.prompt.text == "three"
+        await pilot.press("down")  # past the newest: back to the (empty) draft
+        assert app.prompt.text == ""
