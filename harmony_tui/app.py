@@ -147,7 +147,8 @@ class HarmonyApp(App[None]):
         self.turn: Turn | None = None
         self.model_name = ""
         self.model_ready = False
-        self.requests: list[TurnRequest] = []  # what was sent, newest last (for inspection)
+        self.turns_started = 0
+        self.last_request: TurnRequest | None = None  # what was sent last (for inspection)
         self.last_turn_start: TurnStart | None = None  # what the engine received
         self._panes_user_set: set[str] = set()
 
@@ -360,7 +361,8 @@ class HarmonyApp(App[None]):
         widget = await self.conversation.add_assistant(self.model_name)
         self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
         request = TurnRequest(list(self.session.messages), self.setup_prompt, self.params)
-        self.requests.append(request)
+        self.turns_started += 1
+        self.last_request = request
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         due = threading.Event()

@@ -66,10 +66,10 @@ async def start_streaming(pilot) -> None:
 async def send(pilot, text: str) -> None:
     app = pilot.app
     answers = len(app.session.final_answers())
-    turns = len(app.requests)
+    turns = app.turns_started
     app.prompt.set_text(text)
     await pilot.press("enter")
-    await wait_for(pilot, lambda: len(app.requests) > turns, what="the turn to start")
+    await wait_for(pilot, lambda: app.turns_started > turns, what="the turn to start")
     await wait_for(pilot, lambda: app.turn is None, what="the turn to end")
     assert len(app.session.final_answers()) >= answers
 
@@ -114,7 +114,7 @@ async def test_sidebar_change_by_keys_reaches_the_next_request():
         assert row.split()[-2:] == ["2", "●"]
         await pilot.press("f6")
         await send(pilot, HELLO.prompt)
-        assert app.requests[-1].params.top_k == 2
+        assert app.last_request.params.top_k == 2
         assert app.last_turn_start.params.top_k == 2
 
 
@@ -243,7 +243,7 @@ async def test_regenerate_edit_new_chat_and_copy():
         await pilot.press("f8")
         assert app.clipboard == HELLO.final
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.turn is None and len(app.requests) == 2,
+        await wait_for(pilot, lambda: app.turn is None and app.turns_started == 2,
                        what="regeneration")
         assert [m.role for m in app.session.messages].count("user") == 1
         assert len(app.conversation.query(AssistantMessage)) == 1
@@ -251,7 +251,7 @@ async def test_regenerate_edit_new_chat_and_copy():
         assert app.prompt.text == HELLO.prompt
         assert app.session.messages == []
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.turn is None and len(app.requests) == 3,
+        await wait_for(pilot, lambda: app.turn is None and app.turns_started == 3,
                        what="the edited turn")
         await send(pilot, CODE.prompt)
         await pilot.press("f9")
@@ -368,7 +368,7 @@ async def test_prompt_newline_and_history(tiny_llama):
         await pilot.press(*"one", "ctrl+j", *"two")
         assert app.prompt.text == "one\ntwo"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.turn is None and app.requests, what="the turn")
+        await wait_for(pilot, lambda: app.turn is None and app.turns_started, what="the turn")
         assert app.session.messages[0].content == "one\ntwo"
         await send(pilot, "three")
         assert app.prompt.text == ""
