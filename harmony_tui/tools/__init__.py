@@ -1,0 +1,1 @@
+"""Tools a model may call: built-in python/browser/apply_patch, config function tools, MCP."""
