@@ -1,0 +1,576 @@
+"""The ``browser`` tool of GPT-OSS: ``browser.search``, ``browser.open`` and ``browser.find``.
+
+Every page the model sees (a search result list, a fetched page, a list of find matches, or a
+new view of an earlier page) is pushed on the chat's page stack and gets the next cursor
+number. A response starts with ``[cursor] title (url)`` and shows numbered lines ``L12: ...``;
+links appear as ``【3†text】`` and ``open(id=3)`` follows them. The model cites pages as
+``【cursor†L3-L5】``; ``render_citations`` turns those into Markdown links for the person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harmony_tui import __version__
+from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.html_text import (
+    LINK_MARK,
+    clean_text,
+    domain_of,
+    html_to_text,
+    strip_links,
+    wrap_line,
+    wrap_text,
+)
+from harmony_tui.tools.search_backends import (
+    BackendKind,
+    SearchBackend,
+    SearchError,
+    make_search_backend,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT = f"harmony-tui/{__version__} (browser tool of a local LLM app)"
+MAX_SEARCH_RESULTS = 20
+MAX_VIEW_FACTOR = 10  # num_lines may ask for at most this many times lines_per_view
+FIND_SHOWN_LINES = 4  # lines shown per find match; opening a match starts this far above it
+MAX_FIND_RESULTS = 50
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
+CITATION = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]*)?】")
+LINE_RANGE = re.compile(r"L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?")
+META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+
+# Fields each method accepts (``top_n`` is an alias the reference browser also accepts).
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "search": ("query", "topn", "top_n", "source"),
+    "open": ("id", "cursor", "loc", "num_lines", "view_source", "source"),
+    "find": ("pattern", "cursor"),
+}
+EXAMPLES = {
+    "search": '{"query": "mlx gpt-oss"}',
+    "open": '{"id": 3} or {"id": "https://example.org"}',
+    "find": '{"pattern": "release date"}',
+}
+
+
+class BrowserSettings(BaseModel):
+    """Settings of the browser tool (web search and page fetching)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_backend: BackendKind = Field(
+        "none", description="web search service: none, searxng (a SearXNG instance with the "
+        "json format enabled) or brave (Brave Search API)")
+    search_url: str | None = Field(
+        None, description="SearXNG: the instance URL (required); brave: the API endpoint "
+        "(default https://api.search.brave.com/res/v1/web/search)")
+    search_api_key: str | None = Field(
+        None, description="API key of the search service (Brave: X-Subscription-Token)")
+    search_api_key_env: str | None = Field(
+        None, description="environment variable holding the API key, used when "
+        "search_api_key is not set, e.g. BRAVE_API_KEY")
+    timeout_s: float = Field(
+        15.0, gt=0, le=300, description="seconds a search or page fetch may take in total")
+    max_page_bytes: int = Field(
+        2_000_000, ge=1024, description="read at most this many bytes of a page; longer "
+        "pages are truncated (and say so)")
+    max_redirects: int = Field(5, ge=0, le=30, description="redirects followed per fetch")
+    lines_per_view: int = Field(
+        50, ge=5, le=1000, description="lines shown when the model does not ask for num_lines "
+        "(it may ask for up to ten times as many)")
+    auto_approve: bool = Field(
+        False, description="search and open pages without asking the person first")
+
+    @field_validator("search_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_http_url(value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _searxng_needs_url(self) -> BrowserSettings:
+        if self.search_backend == "searxng" and not self.search_url:
+            raise ValueError("search_url is required when search_backend is 'searxng'")
+        return self
+
+    def api_key(self) -> str | None:
+        """``search_api_key``, else the value of the variable named by ``search_api_key_env``."""
+        if self.search_api_key:
+            return self.search_api_key
+        if self.search_api_key_env:
+            return os.environ.get(self.search_api_key_env) or None
+        return None
+
+
+PageKind = Literal["web", "source", "search", "find"]
+
+
+@dataclass(slots=True)
+class Page:
+    """Text the model can view: wrapped ``lines``, ``links[id] -> URL``; ``link_lines`` gives
+    the line a link's target should open at (find results)."""
+
+    url: str
+    title: str
+    lines: list[str]
+    links: list[str] = field(default_factory=list)
+    kind: PageKind = "web"
+    link_lines: dict[int, int] = field(default_factory=dict)
+
+
+class PageStack:
+    """The pages one chat has seen; a page's index is its cursor."""
+
+    def __init__(self) -> None:
+        self.pages: list[Page] = []
+
+    def push(self, page: Page) -> int:
+        self.pages.append(page)
+        return len(self.pages) - 1
+
+    def get(self, cursor: int, method: str) -> Page:
+        """The page at ``cursor`` (-1: the latest); ToolError naming the valid cursors."""
+        if not self.pages:
+            raise ToolError(f"browser.{method}: no page is open yet in this chat; call "
+                            "browser.search or browser.open with a URL first")
+        if cursor == -1:
+            return self.pages[-1]
+        if not 0 <= cursor < len(self.pages):
+            raise ToolError(f"browser.{method}: there is no page with cursor {cursor}; valid "
+                            f"cursors are 0-{len(self.pages) - 1} (or -1 for the latest)")
+        return self.pages[cursor]
+
+    def cached(self, url: str) -> Page | None:
+        """The latest fetched page for ``url``, if any."""
+        for page in reversed(self.pages):
+            if page.kind == "web" and page.url == url:
+                return page
+        return None
+
+
+class BrowserTool:
+    """GPT-OSS's browser: search with a configured backend, open pages, find text in them."""
+
+    namespace = "browser"
+
+    def __init__(self, settings: BrowserSettings | None = None) -> None:
+        self.settings = settings or BrowserSettings()
+        self._chats: dict[str, PageStack] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    # --- Tool protocol ------------------------------------------------------------------------
+
+    def approval(self, call: ToolInvocation) -> ApprovalRequest | None:
+        """Searches and fetches are network access; find and re-viewing a page are not."""
+        if self.settings.auto_approve:
+            return None
+        try:
+            method, args = _parse(call)
+            if method == "search":
+                query = _string(args, "query", method)
+                if self.settings.search_backend == "none":
+                    return None  # run() explains that search is not configured
+                where = self.settings.search_url or self.settings.search_backend
+                return ApprovalRequest("network", "Web search", f"{query}\n\nvia {where}")
+            if method == "open":
+                url = self._url_to_fetch(call, args)
+                if _is_http_url(url):  # other URLs are refused by run() without a fetch
+                    return ApprovalRequest("network", "Open web page", url)
+        except ToolError:
+            return None  # run() reports the problem without touching the network
+        return None
+
+    async def run(self, call: ToolInvocation) -> ToolResult:
+        try:
+            method, args = _parse(call)
+            stack = self._stack(call.chat_id)
+            if method == "search":
+                page = await self._search(args)
+                return self._show(stack, page, 0, -1)
+            if method == "open":
+                return await self._open(stack, args)
+            return self._find(stack, args)
+        except ToolError as err:
+            return ToolResult(str(err), is_error=True)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # --- public helpers -----------------------------------------------------------------------
+
+    def pages(self, chat_id: str | None) -> list[Page]:
+        """The pages of a chat, by cursor."""
+        return list(self._chats.get(chat_id or "", PageStack()).pages)
+
+    def forget_chat(self, chat_id: str | None) -> None:
+        """Drop a chat's pages (when the chat is closed or cleared)."""
+        self._chats.pop(chat_id or "", None)
+
+    def render_citations(self, text: str, chat_id: str | None) -> str:
+        """``【cursor†L3-L5】`` in ``text`` become Markdown links ``[title](url)`` to the cited
+        page; citations of unknown cursors stay as they are."""
+        stack = self._chats.get(chat_id or "")
+
+        def replace(match: re.Match[str]) -> str:
+            cursor = int(match.group("cursor"))
+            if stack is None or cursor >= len(stack.pages):
+                return match.group(0)
+            title, url = _citation_target(stack.pages[cursor], match.group("content"))
+            if not url:
+                return match.group(0)
+            start = match.start()
+            space = " " if start and not text[start - 1].isspace() and text[start - 1] not in "([" \
+                else ""
+            return f"{space}[{_escape_md(title or url)}]({_escape_url(url)})"
+
+        return CITATION.sub(replace, text)
+
+    # --- methods ------------------------------------------------------------------------------
+
+    async def _search(self, args: dict[str, Any]) -> Page:
+        query = _string(args, "query", "search")
+        topn = _integer(args, "topn", _integer(args, "top_n", 10, "search"), "search")
+        topn = max(1, min(topn, MAX_SEARCH_RESULTS))
+        backend = self._backend()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                hits = await backend.search(query, topn)
+        except SearchError as err:
+            raise ToolError(f"browser.search: {err}") from err
+        except TimeoutError as err:
+            raise ToolError(f"browser.search: {backend.name} did not answer within "
+                            f"{self.settings.timeout_s:g} s") from err
+        lines: list[str] = []
+        for number, hit in enumerate(hits):
+            domain = domain_of(hit.url)
+            lines += wrap_line(f"# 【{number}†{hit.title}†{domain}】")
+            if hit.snippet:
+                lines += wrap_line(hit.snippet)
+            lines.append("")
+        lines = lines[:-1] or [f"No results for `{clean_text(query)}`."]
+        return Page(url="", title=f"Search results for `{clean_text(query)}`", lines=lines,
+                    links=[hit.url for hit in hits], kind="search")
+
+    async def _open(self, stack: PageStack, args: dict[str, Any]) -> ToolResult:
+        target = args.get("id", -1)
+        cursor = _integer(args, "cursor", -1, "open")
+        loc = _integer(args, "loc", -1, "open")
+        num_lines = _integer(args, "num_lines", -1, "open")
+        view_source = _boolean(args, "view_source", "open")
+        link = _link_id(target)
+        if link is None:  # a URL
+            page = await self._fetch(str(target).strip(), view_source)
+            return self._show(stack, page, max(loc, 0), num_lines)
+        current = stack.get(cursor, "open")
+        if link >= 0:
+            url = _link_url(current, link, cursor if cursor >= 0 else len(stack.pages) - 1)
+            page = None if view_source else stack.cached(url)
+            if page is None:
+                page = await self._fetch(url, view_source)
+            if loc < 0 and link in current.link_lines:
+                loc = max(current.link_lines[link] - FIND_SHOWN_LINES, 0)
+        elif view_source:
+            if current.kind not in ("web", "source"):
+                raise ToolError(f"browser.open: view_source needs a web page, but cursor "
+                                f"{cursor} is a {current.kind} page; pass a link id or URL")
+            page = await self._fetch(current.url, view_source=True)
+        else:
+            page = current  # a new view (scroll) of a page already open
+        return self._show(stack, page, max(loc, 0), num_lines)
+
+    def _find(self, stack: PageStack, args: dict[str, Any]) -> ToolResult:
+        pattern = _string(args, "pattern", "find")
+        cursor = _integer(args, "cursor", -1, "find")
+        page = stack.get(cursor, "find")
+        if page.kind in ("search", "find"):
+            raise ToolError(f"browser.find: cannot search within a {page.kind} results page; "
+                            "open one of its links first")
+        needle = pattern.lower()
+        plain = [strip_links(line) for line in page.lines]
+        lines: list[str] = []
+        link_lines: dict[int, int] = {}
+        index = 0
+        while index < len(plain) and len(link_lines) < MAX_FIND_RESULTS:
+            if needle not in plain[index].lower():
+                index += 1
+                continue
+            number = len(link_lines)
+            link_lines[number] = index
+            lines.append(f"# 【{number}†match at L{index}】")
+            lines += plain[index:index + FIND_SHOWN_LINES]
+            lines.append("")
+            index += FIND_SHOWN_LINES
+        lines = lines[:-1] or [f"No `find` results for pattern: `{clean_text(pattern)}`"]
+        found = Page(url=page.url, title=f"Find results for `{clean_text(pattern)}` in "
+                     f"`{page.title}`", lines=lines, links=[page.url] * len(link_lines),
+                     kind="find", link_lines=link_lines)
+        return self._show(stack, found, 0, -1)
+
+    def _show(self, stack: PageStack, page: Page, loc: int, num_lines: int) -> ToolResult:
+        """Push ``page`` and render lines ``loc``.. of it (``num_lines`` <= 0: the default)."""
+        total = len(page.lines)
+        if loc >= total:
+            raise ToolError(f"browser.open: loc {loc} is past the end of the page; its last "
+                            f"line is L{total - 1}")
+        default = self.settings.lines_per_view
+        count = min(num_lines, MAX_VIEW_FACTOR * default) if num_lines > 0 else default
+        end = min(loc + count, total)
+        cursor = stack.push(page)
+        header = f"[{cursor}] {page.title}" + (f" ({unquote(page.url)})" if page.url else "")
+        body = "\n".join(f"L{number}: {page.lines[number]}" for number in range(loc, end))
+        text = f"{header}\n**viewing lines [{loc} - {end - 1}] of {total - 1}**\n\n{body}"
+        return ToolResult(text, details={"cursor": cursor, "url": page.url, "title": page.title,
+                                         "kind": page.kind})
+
+    # --- network ------------------------------------------------------------------------------
+
+    def _url_to_fetch(self, call: ToolInvocation, args: dict[str, Any]) -> str:
+        """The URL an open call would fetch ('' when it shows a page already in memory)."""
+        target = args.get("id", -1)
+        link = _link_id(target)
+        if link is None:
+            return str(target).strip()
+        stack = self._chats.get(call.chat_id or "")
+        if stack is None:
+            return ""
+        cursor = _integer(args, "cursor", -1, "open")
+        current = stack.get(cursor, "open")
+        view_source = _boolean(args, "view_source", "open")
+        if link < 0:
+            return current.url if view_source else ""
+        url = _link_url(current, link, cursor)
+        return url if view_source or stack.cached(url) is None else ""
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.timeout_s),
+                follow_redirects=True,
+                max_redirects=self.settings.max_redirects,
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._client
+
+    def _backend(self) -> SearchBackend:
+        settings = self.settings
+        if settings.search_backend == "none":
+            raise ToolError("browser.search: web search is not configured (browser "
+                            "search_backend is 'none'); open a URL with browser.open instead")
+        try:
+            backend = make_search_backend(settings.search_backend, settings.search_url,
+                                          settings.api_key(), self._http())
+        except SearchError as err:
+            raise ToolError(f"browser.search: {err}") from err
+        assert backend is not None
+        return backend
+
+    async def _fetch(self, url: str, view_source: bool) -> Page:
+        """Fetch ``url`` as a page; ToolError for refused URLs, HTTP errors and timeouts."""
+        import httpx
+
+        if not _is_http_url(url):
+            raise ToolError(f"browser.open: can only open http:// and https:// URLs, not "
+                            f"{url!r}; pass a full URL or a link id (number)")
+        settings = self.settings
+        try:
+            async with asyncio.timeout(settings.timeout_s):
+                return await self._download(url, view_source)
+        except TimeoutError as err:
+            raise ToolError(f"browser.open: {url} did not answer within "
+                            f"{settings.timeout_s:g} s") from err
+        except httpx.TooManyRedirects as err:
+            raise ToolError(f"browser.open: {url} redirected more than "
+                            f"{settings.max_redirects} times") from err
+        except httpx.UnsupportedProtocol as err:
+            raise ToolError(f"browser.open: {url} redirected to a URL that is not http(s)") \
+                from err
+        except httpx.TimeoutException as err:
+            raise ToolError(f"browser.open: {url} did not answer within "
+                            f"{settings.timeout_s:g} s") from err
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            raise ToolError(f"browser.open: could not fetch {url}: "
+                            f"{err or type(err).__name__}") from err
+
+    async def _download(self, url: str, view_source: bool) -> Page:
+        cap = self.settings.max_page_bytes
+        async with self._http().stream("GET", url) as response:
+            final_url = str(response.url)
+            if response.status_code >= 400:
+                raise ToolError(f"browser.open: {final_url} answered HTTP "
+                                f"{response.status_code} {response.reason_phrase}")
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            body = bytearray()
+            truncated = False
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > cap:
+                    del body[cap:]
+                    truncated = True
+                    break
+            charset = response.charset_encoding
+        kind = _content_kind(media_type, bytes(body[:512]))
+        if kind is None:
+            described = media_type or "binary data without a content type"
+            raise ToolError(f"browser.open: {final_url} is {described}, which the browser "
+                            "cannot show (it reads HTML and text pages)")
+        text = bytes(body).decode(_codec(charset, bytes(body[:2048]), kind), errors="replace")
+        if view_source:
+            page = Page(final_url, f"view-source:{final_url}", wrap_text(text), kind="source")
+        elif kind == "html":
+            converted = html_to_text(text, final_url)
+            page = Page(final_url, converted.title or final_url, converted.lines,
+                        converted.links)
+        else:
+            name = unquote(urlsplit(final_url).path.rsplit("/", 1)[-1]) or final_url
+            page = Page(final_url, clean_text(name), wrap_text(text))
+        if not page.lines:
+            page.lines = ["(this page has no text)"]
+        if truncated:
+            page.lines.append(f"[page truncated: only the first {cap} bytes were read]")
+        return page
+
+    def _stack(self, chat_id: str | None) -> PageStack:
+        return self._chats.setdefault(chat_id or "", PageStack())
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+def _parse(call: ToolInvocation) -> tuple[str, dict[str, Any]]:
+    """The method and its argument object; ToolError naming what is wrong."""
+    method = call.method
+    if method not in METHOD_FIELDS:
+        raise ToolError(f"{call.recipient}: unknown method {method!r}; the browser has "
+                        "browser.search, browser.open and browser.find")
+    args = call.json_arguments()
+    if not isinstance(args, dict):
+        raise ToolError(f"browser.{method}: arguments must be a JSON object like "
+                        f"{EXAMPLES[method]}, got {type(args).__name__}")
+    unknown = sorted(set(args) - set(METHOD_FIELDS[method]))
+    if unknown:
+        raise ToolError(f"browser.{method}: unknown argument(s) {', '.join(unknown)}; expected "
+                        f"{', '.join(name for name in METHOD_FIELDS[method] if name != 'top_n')}")
+    return method, args
+
+
+def _string(args: dict[str, Any], name: str, method: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value.strip():
+        got = "nothing" if value is None else repr(value)
+        raise ToolError(f"browser.{method}: `{name}` must be a non-empty string, got {got}")
+    return value.strip()
+
+
+def _integer(args: dict[str, Any], name: str, default: int, method: str) -> int:
+    value = args.get(name, default)
+    number = _as_int(value)
+    if number is None:
+        raise ToolError(f"browser.{method}: `{name}` must be an integer, got {value!r}")
+    return number
+
+
+def _boolean(args: dict[str, Any], name: str, method: str) -> bool:
+    value = args.get(name, False)
+    if not isinstance(value, bool):
+        raise ToolError(f"browser.{method}: `{name}` must be true or false, got {value!r}")
+    return value
+
+
+def _as_int(value: Any) -> int | None:
+    """An int from an int, a whole float (JSON ``3.0``) or a numeric string; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _link_id(target: Any) -> int | None:
+    """The link number ``open``'s ``id`` names, or None when it is a URL string."""
+    number = _as_int(target)
+    if number is not None:
+        return number
+    if isinstance(target, str):
+        return None
+    raise ToolError(f"browser.open: `id` must be a link number from the page or a URL "
+                    f"string, got {target!r}")
+
+
+def _link_url(page: Page, link: int, cursor: int) -> str:
+    if link >= len(page.links):
+        valid = f"its links are 0-{len(page.links) - 1}" if page.links else "it has no links"
+        raise ToolError(f"browser.open: page [{cursor}] has no link {link}; {valid}")
+    return page.links[link]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _content_kind(media_type: str, head: bytes) -> Literal["html", "text"] | None:
+    if media_type in HTML_TYPES:
+        return "html"
+    if media_type.startswith("text/") or media_type in TEXT_TYPES or media_type.endswith("+json"):
+        return "text"
+    if not media_type and b"\0" not in head:  # no content type: sniff
+        return "html" if head.lstrip()[:1] == b"<" else "text"
+    return None
+
+
+def _codec(charset: str | None, head: bytes, kind: str) -> str:
+    """The declared (header or ``<meta charset>``) encoding if Python knows it, else UTF-8."""
+    if not charset and kind == "html" and (match := META_CHARSET.search(head)):
+        charset = match.group(1).decode("ascii", "replace")
+    try:
+        return codecs.lookup(charset).name if charset else "utf-8"
+    except LookupError:
+        return "utf-8"
+
+
+def _citation_target(page: Page, content: str) -> tuple[str, str]:
+    """Title and URL a citation of ``page`` points to. A search results page has no URL of
+    its own: its citation points to the first result on the cited lines."""
+    if page.kind != "search":
+        return page.title, page.url
+    match = LINE_RANGE.fullmatch(content.strip())
+    if not match:
+        return "", ""
+    start = int(match.group("start"))
+    end = int(match.group("end") or start)
+    for line in page.lines[start:end + 1]:
+        if (link := LINK_MARK.search(line)) and int(link.group("id")) < len(page.links):
+            return link.group("text"), page.links[int(link.group("id"))]
+    return "", ""
+
+
+def _escape_md(text: str) -> str:
+    return re.sub(r"([\[\]\\])", r"\\\1", text)
+
+
+def _escape_url(url: str) -> str:
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
