@@ -12,6 +12,7 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,11 +24,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
 
 from harmony_tui.commands import Command, CommandError, is_command, parse_command
+from harmony_tui.config.placeholders import Clock, expander
+from harmony_tui.config.prompt_config import PromptConfig
 from harmony_tui.config.user_config import load_state, save_state
 from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
 from harmony_tui.engine.events import (
     ContextTrimmed,
     Event,
+    MessageDone,
     ParseIssue,
     PromptProgress,
     Stats,
@@ -39,7 +43,8 @@ from harmony_tui.engine.events import (
 )
 from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
-from harmony_tui.sessions.chat import ChatSession
+from harmony_tui.sessions.chat import ChatSession, TurnRecorder
+from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
 from harmony_tui.themes import DEFAULT_THEME, THEMES
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.messages import AssistantMessage
@@ -47,6 +52,9 @@ from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from harmony_tui.config.settings import Settings
 
 BATCH_SECONDS = 0.05
 WIDE = 110  # columns from which the side panes show by default
@@ -69,6 +77,7 @@ APP_BINDINGS = [
     Binding("f6", "focus_prompt", "Prompt", show=False, id="focus_prompt"),
     Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
     Binding("ctrl+t", "pick_theme", "Theme", show=False, id="pick_theme"),
+    Binding("ctrl+s", "sessions", "Chats", id="sessions"),
 ]
 
 ACTION_HELP = {
@@ -84,6 +93,7 @@ ACTION_HELP = {
     "focus_prompt": "Move back to the prompt",
     "pick_model": "Load another model (demo, ./models, Hugging Face cache)",
     "pick_theme": "Choose a theme",
+    "sessions": "Saved chats: open, search, rename, delete, export",
     "stop": "Stop generating (keeps the partial answer)",
     "help": "Show keys and commands",
 }
@@ -106,6 +116,8 @@ class Turn:
     widget: AssistantMessage
     wake: asyncio.Event
     due: threading.Event = field(default_factory=threading.Event)
+    recorder: TurnRecorder | None = None
+    stats: Stats | None = None
     generating: bool = False
     abandoned: bool = False
 
@@ -130,19 +142,36 @@ class HarmonyApp(App[None]):
         keymap: dict[str, str] | None = None,
         theme: str | None = None,
         remember_theme: bool = True,
+        settings: Settings | None = None,
+        startup_notice: str | None = None,
+        chats_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
         self.models_dir = models_dir
-        self.params = params or GenerationParams()
+        self.params = params or (settings.params if settings else GenerationParams())
+        self.run_settings = settings
+        self.prompt_config: PromptConfig | None = settings.prompt if settings else None
         self.setup_prompt = setup or PromptSetup()
+        self.clock = Clock.from_env(self.prompt_config.fixed_time if self.prompt_config
+                                    else None)
         self.markdown = markdown
-        self.truncate_thinking = truncate_thinking
-        self.truncate_response = truncate_response
+        user = settings.user if settings else None
+        pc = self.prompt_config
+        self.truncate_thinking = truncate_thinking or (pc and pc.truncate_thinking) or (
+            user and user.truncate_thinking) or None
+        self.truncate_response = truncate_response or (pc and pc.truncate_response) or (
+            user and user.truncate_response) or None
         self.user_keymap = dict(keymap or {})
         self.initial_theme = theme
         self.remember_theme = remember_theme
-        self.session = ChatSession()
+        self.startup_notice = startup_notice
+        self.chats_dir = chats_dir or (settings.chats_dir if settings else default_chats_dir())
+        if settings is not None and settings.chat_path is not None:
+            self.session = ChatSession(settings.chat_log, settings.chat_path)
+        else:
+            self.session = self.new_session()
+        self.seeded_once = False
         self.engine = Engine(models_dir=models_dir)
         self.turn: Turn | None = None
         self.model_name = ""
@@ -206,6 +235,88 @@ class HarmonyApp(App[None]):
         self.query_one("#load-progress", ProgressBar).display = False
         self.prompt.focus()
         self.load_model(self.model_spec)
+        if self.startup_notice:
+            self.notify(self.startup_notice, severity="warning", timeout=15)
+        self.call_after_refresh(self.show_session)
+
+    # -- chats ----------------------------------------------------------------------------------
+
+    def new_session(self) -> ChatSession:
+        """A new chat, saved under its start time once it has a message."""
+        session = ChatSession(path=free_path(self.chats_dir / f"{timestamp_name()}.json"))
+        session.log.profile = self.run_settings.profile if self.run_settings else None
+        if self.run_settings and self.run_settings.prompt_config_path:
+            session.log.prompt_config = str(self.run_settings.prompt_config_path)
+        return session
+
+    def expand(self, text: str) -> str:
+        """Placeholders of the prompt config, evaluated now."""
+        if self.prompt_config is None:
+            return text
+        return expander(self.prompt_config.placeholders, self.clock)(text)
+
+    async def show_session(self) -> None:
+        """Show the chat's messages (a resumed chat) or the greeting (a new one)."""
+        from harmony_tui.widgets.replay import replay_records
+
+        records = self.session.records()
+        if records:
+            await replay_records(self.conversation, records, self.model_name)
+            await self.conversation.add_note(
+                f"Resumed {self.session.path.name if self.session.path else 'chat'} "
+                f"({len(records)} messages).")
+        elif self.prompt_config and self.prompt_config.assistant_greeting:
+            text = self.expand(self.prompt_config.assistant_greeting)
+            self.session.add_greeting(text)
+            widget = await self.conversation.add_assistant(self.model_name)
+            await widget.append_answer(text)
+            await widget.finish(None)
+
+    async def open_chat(self, session: ChatSession) -> None:
+        """Switch to another chat (from the sessions screen)."""
+        if self.turn is not None:
+            self.turn.abandoned = True
+            self.turn.stream.cancel()
+            self.turn = None
+        self.session = session
+        self.seeded_once = False
+        await self.conversation.clear()
+        self.thinking.start_turn("")
+        await self.tools.clear()
+        saved = session.last_params()
+        if saved:
+            from pydantic import ValidationError
+
+            with contextlib.suppress(ValidationError):
+                self.params = self.params.updated(**{k: v for k, v in saved.items()
+                                                     if k in GenerationParams.model_fields})
+                self.settings.set_params(self.params)
+        await self.show_session()
+        self.prompt.focus()
+
+    def action_sessions(self) -> None:
+        from harmony_tui.screens.sessions import SessionsScreen
+
+        if isinstance(self.screen, SessionsScreen):
+            self.screen.dismiss(None)
+            return
+
+        async def chosen(path: Path | None) -> None:
+            if path is None:
+                return
+            from harmony_tui.errors import ChatFileError
+            from harmony_tui.sessions.store import read_chat
+
+            if self.session.path is not None and path.resolve() == self.session.path.resolve():
+                return
+            try:
+                log = read_chat(path)
+            except ChatFileError as err:
+                self.notify(str(err), severity="error", timeout=10)
+                return
+            await self.open_chat(ChatSession(log, path))
+
+        self.push_screen(SessionsScreen(self.chats_dir, self.session.path), chosen)
 
     def watch_theme(self, theme: str) -> None:
         if self.remember_theme and self.is_mounted(self.screen):
@@ -320,7 +431,11 @@ class HarmonyApp(App[None]):
             self.notify("The model is not loaded yet", severity="warning")
             return
         event.input.clear()
-        self.session.add_user(text)
+        text = self.expand(text)
+        try:
+            self.session.add_user(text)
+        except OSError as err:
+            self.notify(f"Could not save the chat: {err}", severity="error", timeout=10)
         await self.conversation.add_user(text)
         await self.start_turn()
 
@@ -360,7 +475,18 @@ class HarmonyApp(App[None]):
         """Generate the next assistant turn for the session as it stands."""
         widget = await self.conversation.add_assistant(self.model_name)
         self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
-        request = TurnRequest(list(self.session.messages), self.setup_prompt, self.params)
+        params = self.params
+        if params.seed is not None and self.prompt_config is not None and \
+                not self.prompt_config.reseed_each_turn:
+            if self.seeded_once:  # seeded once: later turns continue the random stream
+                params = params.model_copy(update={"seed": None})
+            self.seeded_once = True
+        setup = self.prompt_config.setup(self.expand) if self.prompt_config else \
+            self.setup_prompt
+        request = TurnRequest(list(self.session.messages), setup, params,
+                              today=self.clock.today() if self.clock.fixed else None)
+        recorder = self.session.begin_turn(self.model_name or self.model_spec,
+                                           self.params.model_dump(mode="json"))
         self.turns_started += 1
         self.last_request = request
         loop = asyncio.get_running_loop()
@@ -373,7 +499,7 @@ class HarmonyApp(App[None]):
                 loop.call_soon_threadsafe(wake.set)
 
         stream = self.engine.submit(request, notify=notify)
-        self.turn = Turn(stream, widget, wake, due)
+        self.turn = Turn(stream, widget, wake, due, recorder)
         self.status.state = "prefill"
         self.status.ttft = self.status.tps = None
         self.status.generated = 0
@@ -434,7 +560,10 @@ class HarmonyApp(App[None]):
                 await self._show_tool_call(turn, event)
             elif isinstance(event, ParseIssue):
                 self.log.warning(f"format repair: {event.detail}")
+            elif isinstance(event, MessageDone):
+                self._record(turn, lambda r=turn.recorder, m=event.message: r and r.add(m))
             elif isinstance(event, Stats):
+                turn.stats = event
                 status.prompt_tokens, status.cached_tokens = event.prompt_tokens, \
                     event.cached_tokens
                 status.generated = event.generation_tokens
@@ -444,6 +573,13 @@ class HarmonyApp(App[None]):
                 await self._end_turn(turn, event)
                 return True
         return False
+
+    def _record(self, turn: Turn, save) -> None:
+        """Save to the chat file; a failure (disk full...) is shown, never lost silently."""
+        try:
+            save()
+        except OSError as err:
+            self.notify(f"Could not save the chat: {err}", severity="error", timeout=10)
 
     async def _show_tool_call(self, turn: Turn, call: ToolCall) -> None:
         entry = await self.tools.add_call(call.call_id, call.recipient, call.arguments,
@@ -460,7 +596,8 @@ class HarmonyApp(App[None]):
     async def _end_turn(self, turn: Turn, end: TurnEnd) -> None:
         if turn.abandoned:  # the chat was cleared while it ran
             return
-        self.session.add_assistant(end.messages)
+        self._record(turn, lambda r=turn.recorder: r and r.finish(
+            list(end.messages), turn.stats.to_dict() if turn.stats else None, end.reason))
         notes = {"cancelled": "⏹ stopped", "length": "… stopped at the token limit",
                  "error": f"✖ error: {end.error}"}
         await turn.widget.finish(notes.get(end.reason))
@@ -556,12 +693,14 @@ class HarmonyApp(App[None]):
             self.turn.abandoned = True
             self.turn.stream.cancel()
             self.turn = None
-        self.session.clear()
+        self.session = self.new_session()
+        self.seeded_once = False
         await self.conversation.clear()
         self.thinking.start_turn("")
         await self.tools.clear()
         self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
         self.status.ttft = self.status.tps = None
+        await self.show_session()
         self.prompt.focus()
 
     def action_copy_answer(self) -> None:

@@ -60,6 +60,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="folder searched for model names (default: ./models)")
     parser.add_argument("--prompt-config", type=Path, default=argparse.SUPPRESS, metavar="FILE",
                         help="JSON or YAML prompt config (instructions, identity, settings)")
+    parser.add_argument("--profile", default=argparse.SUPPRESS, metavar="NAME",
+                        help="a profile (model + prompt config) from the profiles file")
+    parser.add_argument("--profiles-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="profiles file (default: profiles.yaml in the config dir)")
+    parser.add_argument("--chat", default=argparse.SUPPRESS, metavar="NAME",
+                        help="create or resume the saved chat chats_dir/NAME.json")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -74,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
         epilog="Without a command, the terminal app starts on the model (default: the built-in "
-        "demo). Commands: generate (one answer, streamed to stdout), demo-model (build it or "
-        "list its prompts).",
+        "demo). Commands: generate (one answer, streamed to stdout), migrate-chat (convert "
+        "mlx-harmony chat logs), demo-model (build it or list its prompts).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--no-markdown", action="store_true",
@@ -94,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print one JSON object: final, analysis, tool_calls, stats")
     add_model_flags(gen)
     add_sampling_flags(gen)
+
+    migrate = sub.add_parser("migrate-chat", help="convert a chat log to the current schema",
+                             description="Convert an mlx-harmony chat log (v1 or v2) or an older "
+                             "harmony-tui chat to the current schema. Without --in-place or "
+                             "--output the result goes to standard output.")
+    migrate.add_argument("file", type=Path, metavar="FILE", help="the chat log to convert")
+    where = migrate.add_mutually_exclusive_group()
+    where.add_argument("--in-place", action="store_true",
+                       help="replace FILE (the original is kept as FILE.bak)")
+    where.add_argument("--output", "-o", type=Path, default=None, metavar="OUT",
+                       help="write the converted chat to OUT (must not exist)")
 
     demo = sub.add_parser("demo-model", help="the built-in demo model")
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True,
@@ -146,25 +163,24 @@ class ProgressPrinter:
             self._last = ""
 
 
-def generation_params(args: argparse.Namespace, overrides: dict[str, Any]):
-    """Defaults < prompt config < command line."""
-    from pydantic import ValidationError
+def resolve_settings(args: argparse.Namespace, *, warn: bool = True):
+    """The run's settings: command line > resumed chat > profile > prompt config > user config
+    > defaults. Warnings go to stderr."""
+    from harmony_tui.config.settings import Choices, resolve
+    from harmony_tui.config.user_config import load_user_config
+    from harmony_tui.engine.params import cli_fields
 
-    from harmony_tui.engine.params import GenerationParams, cli_fields
-
-    params = GenerationParams()
-    try:
-        params = params.updated(**overrides)
-    except ValidationError as err:  # already checked when the config was read
-        raise UsageError(str(err)) from err
-    cli = {name: _merged(args, name) for name in cli_fields()}
-    try:
-        return params.updated(**cli)
-    except ValidationError as err:
-        first = err.errors()[0]
-        name = str(first["loc"][0])
-        msg = first["msg"].removeprefix("Value error, ").lower()
-        raise UsageError(f"--{name.replace('_', '-')}={cli.get(name)}: {msg}") from err
+    user, warnings = load_user_config()
+    choices = Choices(
+        model=_merged(args, "model"), models_dir=_merged(args, "models_dir"),
+        profile=_merged(args, "profile"), profiles_file=_merged(args, "profiles_file"),
+        prompt_config=_merged(args, "prompt_config"), chat=_merged(args, "chat"),
+        params={name: _merged(args, name) for name in cli_fields()})
+    settings = resolve(choices, user)
+    if warn:
+        for warning in warnings + settings.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    return settings
 
 
 def read_prompt(value: str) -> str:
@@ -180,22 +196,35 @@ def models_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from harmony_tui.engine.messages import Message
+
+    from harmony_tui.config.placeholders import Clock, expander
 
     prompt = read_prompt(args.prompt)
-    setup, overrides = load_prompt_setup(args)
-    params = generation_params(args, overrides)
+    settings = resolve_settings(args)
+    params = settings.params
+    clock = Clock.from_env(settings.prompt.fixed_time)
+    expand = expander(settings.prompt.placeholders, clock)
+    setup = settings.prompt.setup(expand)
+    session = open_session(settings)
 
     from harmony_tui.engine.engine import Engine
-    from harmony_tui.engine.events import ParseIssue, TextDelta, ToolCall, TurnEnd
+    from harmony_tui.engine.events import (
+        MessageDone,
+        ParseIssue,
+        Stats,
+        TextDelta,
+        ToolCall,
+        TurnEnd,
+    )
     from harmony_tui.engine.reply import collect_reply
 
     progress = ProgressPrinter()
-    engine = Engine.start(_merged(args, "model") or "demo", models_dir=models_dir(args),
-                          progress=progress)
+    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
     progress.done()
     try:
-        stream = engine.stream([Message("user", prompt)], setup, params)
+        session.add_user(expand(prompt))
+        recorder = session.begin_turn(settings.model, params.model_dump(mode="json"))
+        stream = engine.stream(session.messages, setup, params, today=clock.today())
         events = []
         thinking_open = False
         out, err = sys.stdout, sys.stderr
@@ -220,7 +249,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 err.flush()
             elif isinstance(event, ParseIssue) and args.show_thinking:
                 err.write(f"\n[format] {event.detail}\n")
+            elif isinstance(event, MessageDone):
+                recorder.add(event.message)
             elif isinstance(event, TurnEnd):
+                stats = next((e for e in events if isinstance(e, Stats)), None)
+                recorder.finish(list(event.messages), stats.to_dict() if stats else None,
+                                event.reason)
                 break
         reply = collect_reply(events)
         if thinking_open:
@@ -236,6 +270,53 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     finally:
         engine.close()
+
+
+def open_session(settings: Any) -> Any:
+    """The chat of ``--chat`` (resumed or new), or an unsaved one."""
+    from harmony_tui.sessions.chat import ChatSession
+    from harmony_tui.sessions.chat_log import ChatLog
+
+    if settings.chat_path is None:
+        return ChatSession()
+    log = settings.chat_log or ChatLog(profile=settings.profile,
+                                       prompt_config=str(settings.prompt_config_path)
+                                       if settings.prompt_config_path else None)
+    return ChatSession(log, settings.chat_path)
+
+
+def cmd_migrate_chat(args: argparse.Namespace) -> int:
+    import shutil
+
+    from harmony_tui import paths
+    from harmony_tui.sessions.migrate import migrate
+    from harmony_tui.sessions.store import dump_chat, read_json
+
+    source: Path = args.file
+    data = read_json(source)
+    log, changed = migrate(data, str(source))
+    text = dump_chat(log)
+    if args.in_place:
+        if not changed:
+            print(f"{source}: already in the current schema; nothing changed", file=sys.stderr)
+            return 0
+        backup = source.with_name(source.name + ".bak")
+        n = 1
+        while backup.exists():
+            backup = source.with_name(f"{source.name}.bak{n}")
+            n += 1
+        shutil.copy2(source, backup)
+        paths.atomic_write_text(source, text)
+        print(f"{source}: converted ({len(log.messages)} messages); original kept as {backup}",
+              file=sys.stderr)
+    elif args.output is not None:
+        if args.output.exists():
+            raise UsageError(f"--output {args.output}: the file exists; choose a new name")
+        paths.atomic_write_text(args.output, text)
+        print(f"{args.output}: written ({len(log.messages)} messages)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
@@ -270,41 +351,32 @@ def cmd_demo_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_prompt_setup(args: argparse.Namespace):
-    """(PromptSetup, generation overrides) from --prompt-config, warnings on stderr."""
-    from harmony_tui.engine.messages import PromptSetup
-
-    path = _merged(args, "prompt_config")
-    if not path:
-        return PromptSetup(), {}
-    from harmony_tui.config.prompt_config import load_prompt_config
-
-    config, overrides, warnings = load_prompt_config(path)
-    for warning in warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    return config.setup(), overrides
-
-
 def cmd_app(args: argparse.Namespace) -> int:
     """Start the terminal app."""
-    from harmony_tui.config.user_config import load_user_config
+    from harmony_tui.errors import ChatFileError
+    from harmony_tui.sessions.store import free_path
 
-    user, warnings = load_user_config()
-    for warning in warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    setup, overrides = load_prompt_setup(args)
-    params = generation_params(args, overrides)
-    model = _merged(args, "model") or user.model or "demo"
-    folder = _merged(args, "models_dir") or (Path(user.models_dir).expanduser()
-                                             if user.models_dir else Path("models"))
+    notice = None
+    try:
+        settings = resolve_settings(args)
+    except ChatFileError as err:
+        # A chat file that cannot be read is left alone; the app starts a new chat beside it.
+        args_copy = argparse.Namespace(**vars(args))
+        del args_copy.chat
+        settings = resolve_settings(args_copy, warn=False)
+        from harmony_tui.sessions.store import chat_path
+
+        broken = chat_path(args.chat, settings.chats_dir)
+        settings.chat_path = free_path(broken)
+        notice = f"{err} — it was left untouched; this chat is saved as {settings.chat_path.name}"
+        print(f"{PROG}: warning: {notice}", file=sys.stderr)
+    user = settings.user
 
     from harmony_tui.app import HarmonyApp
 
-    app = HarmonyApp(model, models_dir=folder, params=params, setup=setup,
-                     markdown=user.markdown and not args.no_markdown,
-                     truncate_thinking=user.truncate_thinking,
-                     truncate_response=user.truncate_response, keymap=user.keymap,
-                     theme=user.theme)
+    app = HarmonyApp(settings.model, models_dir=settings.models_dir, params=settings.params,
+                     settings=settings, markdown=user.markdown and not args.no_markdown,
+                     keymap=user.keymap, theme=user.theme, startup_notice=notice)
     app.run()
     return 0
 
@@ -312,7 +384,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model}
+    handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model,
+                "migrate-chat": cmd_migrate_chat}
     try:
         return handlers.get(args.command, cmd_app)(args)
     except HarmonyTuiError as err:

@@ -28,3 +28,7 @@ class ContextLengthExceeded(HarmonyTuiError):
             f"(max_context_tokens)"
         )
         super().__init__(f"{msg}; {detail}" if detail else msg)
+
+
+class ChatFileError(HarmonyTuiError):
+    """A chat file cannot be read as a chat; it is left untouched."""

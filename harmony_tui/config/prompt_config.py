@@ -1,20 +1,28 @@
-"""Prompt configs: the system/developer setup and generation settings, from JSON or YAML.
+"""Prompt configs: the system/developer setup, session settings and generation settings.
 
-The generation fields are exactly ``GenerationParams``'s, so one schema validates a config file,
-the command-line flags and (later) the sidebar.
+A prompt config file (JSON or YAML) is one flat mapping. Its fields are ``PromptConfig``'s
+(prompt text, display, directories, tools) plus every ``GenerationParams`` field, so one pair of
+pydantic schemas validates config files, command-line flags, the sidebar and the reference in
+``docs/config.md``. Text fields may hold placeholders (see ``placeholders.py``); they are expanded
+when each turn is rendered, so ``<|DATE|>`` is always today's date.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
+from harmony_tui.config.placeholders import parse_fixed_time
 from harmony_tui.engine.messages import BUILTIN_TOOLS, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.errors import ConfigError
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class ExampleTurn(BaseModel):
@@ -22,21 +30,58 @@ class ExampleTurn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(pattern="^(user|assistant)$")
-    content: str
+    role: str = Field(pattern="^(user|assistant)$", description="user or assistant")
+    content: str = Field(description="the message text (placeholders allowed)")
 
 
 class PromptConfig(BaseModel):
-    """What a prompt config file may set. Generation fields left out keep their defaults."""
+    """What a prompt config may set besides generation settings."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
-    system_model_identity: str | None = None
-    conversation_start_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    knowledge_cutoff: str | None = None
-    developer_instructions: str | None = None
-    example_dialogues: list[list[ExampleTurn]] = Field(default_factory=list)
-    builtin_tools: list[str] = Field(default_factory=list)
+    system_model_identity: str | None = Field(
+        None, description="First line of the Harmony system message (default: \"You are "
+        "ChatGPT, a large language model trained by OpenAI.\").")
+    conversation_start_date: str | None = Field(
+        None, description="\"Current date:\" in the system message: YYYY-MM-DD or a placeholder "
+        "such as <|DATE|>; without it, today's date is taken at every turn.")
+    knowledge_cutoff: str | None = Field(
+        None, description="\"Knowledge cutoff:\" in the system message (default 2024-06).")
+    developer_instructions: str | None = Field(
+        None, description="The developer message's instructions (the system prompt of other "
+        "models).")
+    assistant_greeting: str | None = Field(
+        None, description="Shown as the assistant's first message of a new chat (and kept in "
+        "the conversation the model sees).")
+    example_dialogues: list[list[ExampleTurn]] = Field(
+        default_factory=list, description="Few-shot exchanges placed before the conversation: "
+        "a list of dialogues, each a list of {role, content}.")
+    placeholders: dict[str, str] = Field(
+        default_factory=dict, description="name -> text for {name} and <|NAME|> in config text "
+        "and user input.")
+    fixed_time: str | None = Field(
+        None, description="Freeze the clock for placeholders and the current date (ISO 8601), "
+        "for reproducible runs.")
+    builtin_tools: list[str] = Field(
+        default_factory=list, description="Built-in tools declared in the system message: "
+        "python, browser.")
+    reseed_each_turn: bool = Field(
+        True, description="With a seed: seed every turn the same way (true) or only the first "
+        "turn of a session, letting later turns continue the random stream (false).")
+    truncate_thinking: int | None = Field(
+        None, ge=1, description="Show at most this many characters of thinking per message "
+        "(display only; the chat log keeps everything).")
+    truncate_response: int | None = Field(
+        None, ge=1, description="Show at most this many characters of an answer (display "
+        "only).")
+    mlock: bool = Field(
+        False, description="Keep the model's weights wired in memory (Metal); no effect on "
+        "CPU-only machines.")
+    logs_dir: Path | None = Field(
+        None, description="Folder for harmony-tui's log file (relative to this config file).")
+    chats_dir: Path | None = Field(
+        None, description="Folder of saved chats (relative to this config file; default: the "
+        "data dir's chats/).")
 
     @field_validator("builtin_tools")
     @classmethod
@@ -46,27 +91,72 @@ class PromptConfig(BaseModel):
                 raise ValueError(f"{name!r} is not a built-in tool ({', '.join(BUILTIN_TOOLS)})")
         return value
 
-    def setup(self) -> PromptSetup:
-        """The engine's prompt setup for this config."""
+    @field_validator("conversation_start_date")
+    @classmethod
+    def _date_or_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and "<|" not in value and "{" not in value and not _DATE.match(
+                value):
+            raise ValueError("expected YYYY-MM-DD or a placeholder such as <|DATE|>")
+        return value
+
+    @field_validator("fixed_time")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_fixed_time(value, "fixed_time")
+        return value
+
+    @field_validator("placeholders", mode="before")
+    @classmethod
+    def _text_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) if isinstance(v, int | float | bool) else v
+                    for k, v in value.items()}
+        return value
+
+    def setup(self, expand: Callable[[str], str] | None = None) -> PromptSetup:
+        """The engine's prompt setup, with placeholders expanded by ``expand`` (if given)."""
+        fill = expand or (lambda text: text)
+
+        def opt(text: str | None) -> str | None:
+            return None if text is None else fill(text)
+
+        start_date = opt(self.conversation_start_date)
+        if start_date is not None and not _DATE.match(start_date):
+            start_date = start_date.strip()[:10]
         return PromptSetup(
-            model_identity=self.system_model_identity,
-            knowledge_cutoff=self.knowledge_cutoff,
-            conversation_start_date=self.conversation_start_date,
-            developer_instructions=self.developer_instructions,
+            model_identity=opt(self.system_model_identity),
+            knowledge_cutoff=opt(self.knowledge_cutoff),
+            conversation_start_date=start_date if start_date and _DATE.match(start_date)
+            else None,
+            developer_instructions=opt(self.developer_instructions),
             builtin_tools=tuple(self.builtin_tools),
             example_dialogues=tuple(
-                tuple(Message(t.role, t.content, channel="final" if t.role == "assistant"
-                              else None) for t in dialogue)
+                tuple(Message(t.role, fill(t.content),
+                              channel="final" if t.role == "assistant" else None)
+                      for t in dialogue)
                 for dialogue in self.example_dialogues
             ),
         )
 
+    def resolve_paths(self, base: Path) -> PromptConfig:
+        """A copy whose relative directories are anchored at ``base`` and ``~`` expanded."""
+        changes = {}
+        for name in ("logs_dir", "chats_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                value = Path(value).expanduser()
+                changes[name] = value if value.is_absolute() else (base / value)
+        return self.model_copy(update=changes)
+
 
 PROMPT_KEYS = set(PromptConfig.model_fields)
 GENERATION_KEYS = set(GenerationParams.model_fields)
+ALL_KEYS = PROMPT_KEYS | GENERATION_KEYS
 
 
-def _error_line(err: ValidationError, source: str, data: dict[str, Any]) -> str:
+def describe_validation_error(err: ValidationError, source: str, data: dict[str, Any]) -> str:
+    """One line: source, key, the value given and what is allowed."""
     first = err.errors()[0]
     loc = first["loc"]
     key = ".".join(str(p) for p in loc)
@@ -81,18 +171,27 @@ def _error_line(err: ValidationError, source: str, data: dict[str, Any]) -> str:
     return f"{source}: {key}={value!r}: {msg}"
 
 
-def load_prompt_config(path: Path) -> tuple[PromptConfig, dict[str, Any], list[str]]:
-    """Parse ``path``: (prompt config, generation overrides, warnings). Raises ConfigError."""
-    data = read_mapping(path)
-    warnings = unknown_key_warnings(data, PROMPT_KEYS | GENERATION_KEYS, str(path))
+def parse_prompt_config(data: dict[str, Any], source: str, base: Path | None = None,
+                        ) -> tuple[PromptConfig, dict[str, Any], list[str]]:
+    """Validate a config mapping: (prompt config, generation overrides, warnings)."""
+    warnings = unknown_key_warnings(data, ALL_KEYS, source)
     prompt_data = {k: v for k, v in data.items() if k in PROMPT_KEYS}
     try:
         config = PromptConfig.model_validate(prompt_data)
     except ValidationError as err:
-        raise ConfigError(_error_line(err, str(path), data)) from err
+        raise ConfigError(describe_validation_error(err, source, data)) from err
     overrides = {k: v for k, v in data.items() if k in GENERATION_KEYS}
     try:
         GenerationParams().updated(**overrides)
     except ValidationError as err:
-        raise ConfigError(_error_line(err, str(path), data)) from err
+        raise ConfigError(describe_validation_error(err, source, data)) from err
+    if base is not None:
+        config = config.resolve_paths(base)
     return config, overrides, warnings
+
+
+def load_prompt_config(path: Path) -> tuple[PromptConfig, dict[str, Any], list[str]]:
+    """Parse ``path``: (prompt config, generation overrides, warnings). Raises ConfigError."""
+    path = Path(path).expanduser()
+    data = read_mapping(path)
+    return parse_prompt_config(data, str(path), path.parent)

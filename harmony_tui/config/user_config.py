@@ -20,13 +20,35 @@ CONFIG_NAME = "config.yaml"
 STATE_NAME = "state.json"
 
 
+class ServerSettings(BaseModel):
+    """Defaults of the OpenAI-compatible server (``--serve`` and the embedded one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port to bind")
+    api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY'")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+
+
 class UserConfig(BaseModel):
     """Settings of the person, for every chat."""
 
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(None, description="default model (folder, repo id or 'demo')")
+    profile: str | None = Field(None, description="profile used when --profile is not given")
+    profiles_file: str | None = Field(None, description="profiles file (default: profiles.yaml "
+                                      "beside this file)")
+    prompt_config: str | None = Field(None, description="prompt config used when neither "
+                                      "--prompt-config nor a profile names one")
     models_dir: str | None = Field(None, description="folder searched for model names")
+    chats_dir: str | None = Field(None, description="folder of saved chats (default: the data "
+                                  "dir's chats/)")
+    logs_dir: str | None = Field(None, description="folder for the log file")
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings(),
+                                   description="the API server: host, port, api_key, "
+                                   "cors_origins")
     theme: str | None = Field(None, description="theme used until one is picked in the app")
     keymap: dict[str, str] = Field(default_factory=dict,
                                    description="binding id -> keys, e.g. {stop: ctrl+c}")
@@ -37,6 +59,19 @@ class UserConfig(BaseModel):
     truncate_response: int | None = Field(None, ge=1,
                                           description="show at most this many characters of an "
                                           "answer (display only)")
+
+    def anchored(self, base: Path) -> UserConfig:
+        """A copy whose relative paths are taken from ``base`` (the config's folder)."""
+        from harmony_tui.config.profiles import resolve_model_spec, resolve_path
+
+        changes: dict[str, Any] = {}
+        for name in ("profiles_file", "prompt_config", "models_dir", "chats_dir", "logs_dir"):
+            value = getattr(self, name)
+            if value:
+                changes[name] = str(resolve_path(Path(value), base))
+        if self.model:
+            changes["model"] = resolve_model_spec(self.model, base)
+        return self.model_copy(update=changes)
 
 
 def config_path() -> Path:
@@ -51,12 +86,13 @@ def load_user_config(path: Path | None = None) -> tuple[UserConfig, list[str]]:
     data = read_mapping(path)
     warnings = unknown_key_warnings(data, UserConfig.model_fields, str(path))
     try:
-        return UserConfig.model_validate(data), warnings
+        config = UserConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        value = data.get(first["loc"][0]) if first["loc"] else None
+        value = first.get("input")
         raise ConfigError(f"{path}: {key}={value!r}: {first['msg'].lower()}") from err
+    return config.anchored(path.parent), warnings
 
 
 def state_path() -> Path:

@@ -73,6 +73,22 @@ class ConversationView(VerticalScroll):
         await self._append(Entry("note", text, error=error), widget)
         return widget
 
+    async def load_entries(self, entries: list[Entry]) -> None:
+        """Show finished entries (a resumed chat), mounting only the newest ``max_mounted``."""
+        start = len(self.entries)
+        self.entries.extend(entries)
+        first = max(start, len(self.entries) - self.max_mounted)
+        if first > start:  # older entries stay unmounted behind the "earlier" button
+            for widget in self._widgets:
+                await widget.remove()
+            self._widgets.clear()
+            self.first_mounted = first
+        widgets = [self._rebuild(entry) for entry in self.entries[first:]]
+        if widgets:
+            await self.mount_all(widgets)
+        self._widgets.extend(widgets)
+        await self._prune()
+
     def _assistant_widget(self, model: str) -> AssistantMessage:
         return AssistantMessage(model, markdown=self.markdown,
                                 truncate_thinking=self.truncate_thinking,

@@ -1,0 +1,186 @@
+"""Chat files on disk: open or create by name, save atomically, list, rename, delete.
+
+A chat lives in ``chats_dir/NAME.json``. Saving writes a temp file in the same folder, fsyncs it
+and renames it over the old file, so a crash at any moment leaves either the previous or the new
+complete file. A file that cannot be read as a chat is never written to.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harmony_tui import paths
+from harmony_tui.errors import ChatFileError
+from harmony_tui.sessions.chat_log import FORMAT, SCHEMA_VERSION, ChatLog
+
+_BAD_NAME = re.compile(r"[/\\\x00]")
+
+
+def default_chats_dir() -> Path:
+    return paths.data_dir() / "chats"
+
+
+def chat_name(name: str) -> str:
+    """A chat name from user input: ``NAME`` or ``NAME.json``, no folders."""
+    name = name.strip()
+    if name.endswith(".json"):
+        name = name[:-5]
+    if not name or name in (".", "..") or _BAD_NAME.search(name):
+        raise ChatFileError(f"--chat {name!r}: expected a name without folders, such as "
+                            "'project-notes'")
+    return name
+
+
+def chat_path(name: str, chats_dir: Path) -> Path:
+    return chats_dir / f"{chat_name(name)}.json"
+
+
+def timestamp_name() -> str:
+    """The name of an unnamed chat: its start time."""
+    return _dt.datetime.now().strftime("chat-%Y%m%d-%H%M%S")
+
+
+def free_path(path: Path) -> Path:
+    """``path`` if nothing is there, else ``NAME-2.json``, ``NAME-3.json``..."""
+    if not path.exists():
+        return path
+    for n in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise ChatFileError(f"{path}: no free name beside it")
+
+
+def detect_layout(data: Any) -> str:
+    """``current``, ``older`` (ours, older schema), ``newer``, ``mlx-harmony-v1``,
+    ``mlx-harmony-v2`` or ``unknown``."""
+    if not isinstance(data, dict):
+        return "unknown"
+    if data.get("format") == FORMAT:
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            return "unknown"
+        return "current" if version == SCHEMA_VERSION else (
+            "older" if version < SCHEMA_VERSION else "newer")
+    if isinstance(data.get("chats"), dict) and "schema_version" in data:
+        return "mlx-harmony-v2"
+    if isinstance(data.get("messages"), list) and ("metadata" in data or not data.keys() - {
+            "messages"}):
+        return "mlx-harmony-v1"
+    return "unknown"
+
+
+def read_json(path: Path) -> Any:
+    """The parsed JSON of ``path`` with a one-line error for anything wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ChatFileError(f"{path}: file not found") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ChatFileError(f"{path}: cannot read: {err}") from err
+    if not text.strip():
+        raise ChatFileError(f"{path}: the file is empty, not a chat log")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ChatFileError(f"{path}:{err.lineno}:{err.colno}: not a valid chat file "
+                            f"(invalid JSON: {err.msg}; truncated or corrupt?)") from err
+
+
+def read_chat(path: Path) -> ChatLog:
+    """Load a chat file of the current schema. Raises ChatFileError naming what is wrong."""
+    data = read_json(path)
+    layout = detect_layout(data)
+    if layout in ("mlx-harmony-v1", "mlx-harmony-v2", "older"):
+        what = "an mlx-harmony chat log" if layout.startswith("mlx") else \
+            "a chat log of an older harmony-tui"
+        raise ChatFileError(f"{path}: this is {what}; convert it with "
+                            f"`harmony-tui migrate-chat {path} --in-place`")
+    if layout == "newer":
+        raise ChatFileError(f"{path}: schema_version {data.get('schema_version')} was written "
+                            f"by a newer harmony-tui (this one reads {SCHEMA_VERSION})")
+    if layout == "unknown":
+        raise ChatFileError(f"{path}: not a harmony-tui chat log (expected \"format\": "
+                            f"\"{FORMAT}\")")
+    try:
+        log = ChatLog.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ChatFileError(f"{path}: {where}: {first['msg'].lower()}") from err
+    ids = [r.id for r in log.messages]
+    if len(set(ids)) != len(ids):
+        raise ChatFileError(f"{path}: messages: duplicate message ids")
+    if log.active_leaf is not None and log.active_leaf not in set(ids):
+        raise ChatFileError(f"{path}: active_leaf {log.active_leaf!r} is not a message id")
+    return log
+
+
+def dump_chat(log: ChatLog) -> str:
+    return json.dumps(log.model_dump(mode="json", exclude_none=True), ensure_ascii=False,
+                      indent=1) + "\n"
+
+
+def write_chat(path: Path, log: ChatLog) -> None:
+    """Save ``log`` atomically (temp file, fsync, rename)."""
+    paths.atomic_write_text(path, dump_chat(log))
+
+
+@dataclass
+class ChatSummary:
+    """One row of the sessions list."""
+
+    path: Path
+    title: str
+    updated_at: str
+    messages: int
+    model: str | None
+    error: str | None = None
+    text: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def list_chats(chats_dir: Path) -> list[ChatSummary]:
+    """Every ``*.json`` in the folder, newest first; unreadable files are listed with an error."""
+    rows: list[ChatSummary] = []
+    if not chats_dir.is_dir():
+        return rows
+    for path in chats_dir.glob("*.json"):
+        try:
+            log = read_chat(path)
+        except ChatFileError as err:
+            mtime = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC)
+            rows.append(ChatSummary(path, path.stem, mtime.isoformat(timespec="seconds"), 0,
+                                    None, error=str(err).removeprefix(f"{path}: ")))
+            continue
+        rows.append(ChatSummary(path, log.title or path.stem, log.updated_at,
+                                len(log.path()), log.model, text=log.text()))
+    rows.sort(key=lambda row: row.updated_at, reverse=True)
+    return rows
+
+
+def rename_chat(path: Path, new_name: str) -> Path:
+    """Rename the file and set the title; refuses to replace another chat."""
+    target = chat_path(new_name, path.parent)
+    if target.exists() and target != path:
+        raise ChatFileError(f"{target}: a chat with that name already exists")
+    log = read_chat(path)
+    log.title = new_name.strip().removesuffix(".json")
+    write_chat(target, log)
+    if target != path:
+        path.unlink()
+    return target
+
+
+def delete_chat(path: Path) -> None:
+    path.unlink(missing_ok=True)
