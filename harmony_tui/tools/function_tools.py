@@ -1,0 +1,398 @@
+"""Function tools declared in the config: each runs a shell command or a Python callable.
+
+A spec names the function, describes its parameters with a JSON Schema object and has exactly one
+executor. ``command`` gets the arguments JSON on stdin and its stdout is the result; ``callable``
+(``package.module:function``) is called with the arguments as keyword arguments. The model calls
+them as ``functions.NAME``; ``FunctionTools`` answers all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import shlex
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harmony_tui.engine.messages import FunctionTool
+from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+
+NAMESPACE = "functions"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+MAX_OUTPUT_CHARS = 100_000
+STDERR_TAIL_CHARS = 2_000
+JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+
+
+class FunctionToolSpec(BaseModel):
+    """One function tool from the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER_PATTERN, max_length=64)
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    command: str | list[str] | None = None
+    callable: str | None = Field(default=None, pattern=CALLABLE_PATTERN)
+    timeout_s: float = Field(default=30.0, gt=0)
+    cwd: Path | None = None
+    # None: ask before running a command, run a callable silently.
+    auto_approve: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _check_parameters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        kind = value.get("type", "object")
+        if kind != "object":
+            raise ValueError(f'the parameters schema must have type "object", got {kind!r}')
+        if not isinstance(value.get("properties", {}), dict):
+            raise ValueError("parameters.properties must be an object mapping names to schemas")
+        required = value.get("required", [])
+        if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+            raise ValueError("parameters.required must be a list of property names")
+        return {"type": "object", **value}
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and (not value or (isinstance(value, str) and not value.strip())):
+            raise ValueError("the command must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _one_executor(self) -> FunctionToolSpec:
+        if (self.command is None) == (self.callable is None):
+            given = "both" if self.command is not None else "neither"
+            raise ValueError(
+                f"function {self.name!r} needs exactly one of 'command' or 'callable', got {given}"
+            )
+        if self.cwd is not None and self.command is None:
+            raise ValueError(f"function {self.name!r}: 'cwd' only applies to a 'command'")
+        return self
+
+    @property
+    def asks_approval(self) -> bool:
+        """Whether the person is asked before each call."""
+        if self.auto_approve is not None:
+            return not self.auto_approve
+        return self.command is not None
+
+    def command_text(self) -> str:
+        """The command as a person would type it."""
+        if isinstance(self.command, list):
+            return shlex.join(self.command)
+        return self.command or ""
+
+
+def describe_validation_error(err: ValidationError, where: str) -> str:
+    """A pydantic error as one line: ``where.field: message`` for each problem."""
+    parts = []
+    for problem in err.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}{loc}: {message}")
+    return "; ".join(parts)
+
+
+def parse_function_specs(items: Sequence[Mapping[str, Any]],
+                         where: str = "functions") -> list[FunctionToolSpec]:
+    """Validate raw config entries; ValueError with a one-line message naming the field."""
+    specs = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(FunctionToolSpec.model_validate(item))
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(err, f"{where}[{index}]")) from None
+    return specs
+
+
+def resolve_callable(path: str) -> Callable[..., Any]:
+    """Import ``package.module:function`` (the attribute may be dotted); ValueError if it fails."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as err:  # an import may fail in any way
+        raise ValueError(f"cannot import module {module_name!r} ({type(err).__name__}: {err})"
+                         ) from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"{module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"{path!r} is a {type(target).__name__}, not a function")
+    return target
+
+
+# --- argument validation (a small subset of JSON Schema) ------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _matches_type(value: Any, expected: str) -> bool:
+    actual = _json_type(value)
+    if expected == "number":
+        return actual in ("integer", "number")
+    if expected == "integer":
+        return actual == "integer" or (actual == "number" and float(value).is_integer())
+    return actual == expected
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """JSON equality: 1 == 1.0, but true != 1."""
+    kinds = {_json_type(a), _json_type(b)}
+    if kinds <= {"integer", "number"}:
+        return bool(a == b)
+    return len(kinds) == 1 and a == b
+
+
+def schema_problem(value: Any, schema: Any, path: str = "arguments") -> str | None:
+    """The first way ``value`` breaks ``schema`` (type, enum, required, properties, items,
+    additionalProperties: false), naming the field; None when it fits."""
+    if not isinstance(schema, dict):
+        return None
+    expected = schema.get("type")
+    if expected is not None:
+        kinds = [k for k in (expected if isinstance(expected, list) else [expected])
+                 if k in JSON_TYPES]
+        if kinds and not any(_matches_type(value, kind) for kind in kinds):
+            return (f"{path}: expected {' or '.join(kinds)}, got {_json_type(value)} "
+                    f"{_short(value)}")
+    choices = schema.get("enum")
+    if isinstance(choices, list) and not any(_same_json(value, c) for c in choices):
+        return f"{path}: {_short(value)} is not one of {', '.join(map(_short, choices))}"
+    if isinstance(value, dict):
+        return _object_problem(value, schema, path)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            problem = schema_problem(item, schema["items"], f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def _object_problem(value: dict[str, Any], schema: dict[str, Any], path: str) -> str | None:
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    for key in schema.get("required") or []:
+        if key not in value:
+            return f"{path}.{key}: this required field is missing"
+    for key, item in value.items():
+        if key in properties:
+            problem = schema_problem(item, properties[key], f"{path}.{key}")
+            if problem:
+                return problem
+        elif schema.get("additionalProperties") is False:
+            known = ", ".join(properties) or "none"
+            return f"{path}.{key}: unknown field (known fields: {known})"
+    return None
+
+
+# --- the tool --------------------------------------------------------------------------------
+
+
+def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    return text[:MAX_OUTPUT_CHARS] + f"\n[output truncated: {len(text) - MAX_OUTPUT_CHARS} more "\
+        "characters]"
+
+
+def _result_text(value: Any, recipient: str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise ToolError(f"{recipient} returned a {type(value).__name__}, which is neither a str "
+                        "nor JSON-serialisable") from None
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """Kill the command and everything it started (it leads its own process group)."""
+    if process.returncode is not None:
+        return
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            process.kill()
+    except ProcessLookupError:
+        pass
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Kill a command that is still running and reap it."""
+    if process.returncode is None:
+        _kill_group(process)
+        await process.wait()
+
+
+class FunctionTools:
+    """All config function tools, answering ``functions.NAME`` recipients."""
+
+    namespace = NAMESPACE
+
+    def __init__(self, specs: Iterable[FunctionToolSpec]) -> None:
+        self._specs: dict[str, FunctionToolSpec] = {}
+        self._callables: dict[str, Callable[..., Any]] = {}
+        self._running: set[asyncio.subprocess.Process] = set()
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"function tool {spec.name!r} is defined twice")
+            self._specs[spec.name] = spec
+            if spec.callable is not None:
+                try:
+                    self._callables[spec.name] = resolve_callable(spec.callable)
+                except ValueError as err:
+                    raise ValueError(f"function tool {spec.name!r}: callable: {err}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def declarations(self) -> list[FunctionTool]:
+        """What the model is told about each function."""
+        return [FunctionTool(s.name, s.description, s.parameters) for s in self._specs.values()]
+
+    def handles(self, recipient: str) -> bool:
+        return self._spec_for(recipient) is not None
+
+    def _spec_for(self, recipient: str) -> FunctionToolSpec | None:
+        prefix, _, name = recipient.partition(".")
+        return self._specs.get(name) if prefix == NAMESPACE else None
+
+    def approval(self, call: ToolInvocation) -> ApprovalRequest | None:
+        spec = self._spec_for(call.recipient)
+        if spec is None or not spec.asks_approval:
+            return None
+        try:
+            arguments = json.dumps(call.json_arguments(), indent=2, ensure_ascii=False)
+        except ToolError:
+            arguments = call.arguments
+        if spec.command is not None:
+            where = f"\n(in {spec.cwd})" if spec.cwd else ""
+            body = f"$ {spec.command_text()}{where}\n\nstdin:\n{arguments}"
+        else:
+            body = f"{spec.callable}(**arguments)\n\narguments:\n{arguments}"
+        return ApprovalRequest("code", f"Run function {spec.name}", body)
+
+    async def run(self, call: ToolInvocation) -> ToolResult:
+        started = time.perf_counter()
+        try:
+            spec = self._spec_for(call.recipient)
+            if spec is None:
+                known = ", ".join(f"{NAMESPACE}.{n}" for n in self._specs) or "none configured"
+                raise ToolError(f"unknown function {call.recipient!r}; known functions: {known}")
+            arguments = call.json_arguments()
+            if not isinstance(arguments, dict):
+                raise ToolError(f"{call.recipient}: arguments must be a JSON object, got "
+                                f"{_json_type(arguments)}")
+            problem = schema_problem(arguments, spec.parameters)
+            if problem:
+                raise ToolError(f"{call.recipient}: {problem}")
+            if spec.command is not None:
+                result = await self._run_command(spec, arguments, call.recipient)
+            else:
+                result = await self._run_callable(spec, arguments, call.recipient)
+        except ToolError as err:
+            result = ToolResult(str(err), is_error=True)
+        return ToolResult(result.text, result.is_error, time.perf_counter() - started,
+                          result.details)
+
+    async def _run_command(self, spec: FunctionToolSpec, arguments: dict[str, Any],
+                           recipient: str) -> ToolResult:
+        pipes: dict[str, Any] = {
+            "stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE,
+            "stderr": asyncio.subprocess.PIPE, "cwd": spec.cwd, "start_new_session": True,
+        }
+        try:
+            if isinstance(spec.command, list):
+                process = await asyncio.create_subprocess_exec(*spec.command, **pipes)
+            else:
+                process = await asyncio.create_subprocess_shell(spec.command or "", **pipes)
+        except OSError as err:
+            where = f" in {spec.cwd}" if spec.cwd else ""
+            raise ToolError(f"{recipient}: cannot run {spec.command_text()!r}{where}: "
+                            f"{err.strerror or err}") from None
+        self._running.add(process)
+        payload = json.dumps(arguments, ensure_ascii=False).encode()
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(payload), spec.timeout_s)
+        except TimeoutError:
+            await _stop(process)
+            raise ToolError(f"{recipient}: the command did not finish within {spec.timeout_s:g}s"
+                            " and was stopped") from None
+        except BaseException:  # cancelled: the command must not outlive the call
+            _kill_group(process)
+            raise
+        finally:
+            self._running.discard(process)
+        out = stdout.decode(errors="replace")
+        err_text = stderr.decode(errors="replace")
+        details = {"exit_code": process.returncode, "stderr": _tail(err_text)}
+        if process.returncode != 0:
+            status = (f"was killed by signal {-process.returncode}" if process.returncode < 0
+                      else f"exited with status {process.returncode}")
+            tail = _tail(err_text) or _tail(out) or "(no output)"
+            return ToolResult(f"{recipient}: the command {status}: {tail}", True, details=details)
+        return ToolResult(_cap(out), details=details)
+
+    async def _run_callable(self, spec: FunctionToolSpec, arguments: dict[str, Any],
+                            recipient: str) -> ToolResult:
+        function = self._callables[spec.name]
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                if inspect.iscoroutinefunction(function):
+                    value = await function(**arguments)
+                else:  # a thread keeps a slow function from freezing the caller's loop
+                    value = await asyncio.to_thread(function, **arguments)
+                if inspect.isawaitable(value):
+                    value = await value
+        except TimeoutError:
+            raise ToolError(f"{recipient}: {spec.callable} did not return within "
+                            f"{spec.timeout_s:g}s") from None
+        except Exception as err:
+            raise ToolError(f"{recipient}: {spec.callable} raised {type(err).__name__}: {err}"
+                            ) from None
+        return ToolResult(_cap(_result_text(value, recipient)))
+
+    async def aclose(self) -> None:
+        """Stop commands still running."""
+        for process in list(self._running):
+            _kill_group(process)
+        self._running.clear()
