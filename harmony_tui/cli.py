@@ -66,6 +66,13 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="profiles file (default: profiles.yaml in the config dir)")
     parser.add_argument("--chat", default=argparse.SUPPRESS, metavar="NAME",
                         help="create or resume the saved chat chats_dir/NAME.json")
+    tools = parser.add_argument_group("tools")
+    tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model run Python code (in a separate process)")
+    tools.add_argument("--browser", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model search and read the web")
+    tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model edit files under the current folder")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -191,98 +198,17 @@ def read_prompt(value: str) -> str:
     return text
 
 
-def models_dir(args: argparse.Namespace) -> Path:
-    return _merged(args, "models_dir") or Path("models")
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-
-    from harmony_tui.config.placeholders import Clock, expander
+    from harmony_tui.oneshot import run_generate
 
     prompt = read_prompt(args.prompt)
     settings = resolve_settings(args)
-    params = settings.params
-    clock = Clock.from_env(settings.prompt.fixed_time)
-    expand = expander(settings.prompt.placeholders, clock)
-    setup = settings.prompt.setup(expand)
-    session = open_session(settings)
-
-    from harmony_tui.engine.engine import Engine
-    from harmony_tui.engine.events import (
-        MessageDone,
-        ParseIssue,
-        Stats,
-        TextDelta,
-        ToolCall,
-        TurnEnd,
-    )
-    from harmony_tui.engine.reply import collect_reply
-
-    progress = ProgressPrinter()
-    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
-    progress.done()
-    try:
-        session.add_user(expand(prompt))
-        recorder = session.begin_turn(settings.model, params.model_dump(mode="json"))
-        stream = engine.stream(session.messages, setup, params, today=clock.today())
-        events = []
-        thinking_open = False
-        out, err = sys.stdout, sys.stderr
-        for event in stream:
-            events.append(event)
-            if isinstance(event, TextDelta) and event.recipient is None:
-                if event.channel == "final" and not args.json:
-                    if thinking_open:
-                        err.write("\n")
-                        err.flush()
-                        thinking_open = False
-                    out.write(event.text)
-                    out.flush()
-                elif event.channel != "final" and args.show_thinking:
-                    if not thinking_open:
-                        err.write(f"[{event.channel}] ")
-                        thinking_open = True
-                    err.write(event.text)
-                    err.flush()
-            elif isinstance(event, ToolCall) and not args.json:
-                err.write(f"\n[tool call] {event.recipient}: {event.arguments}\n")
-                err.flush()
-            elif isinstance(event, ParseIssue) and args.show_thinking:
-                err.write(f"\n[format] {event.detail}\n")
-            elif isinstance(event, MessageDone):
-                recorder.add(event.message)
-            elif isinstance(event, TurnEnd):
-                stats = next((e for e in events if isinstance(e, Stats)), None)
-                recorder.finish(list(event.messages), stats.to_dict() if stats else None,
-                                event.reason)
-                break
-        reply = collect_reply(events)
-        if thinking_open:
-            err.write("\n")
-        if args.json:
-            out.write(json.dumps(reply.to_json(), ensure_ascii=False) + "\n")
-        elif reply.final and not reply.final.endswith("\n"):
-            out.write("\n")
-        out.flush()
-        if reply.reason == "error":
-            print(f"{PROG}: error: generation failed: {reply.error}", file=sys.stderr)
-            return 1
-        return 0
-    finally:
-        engine.close()
+    return run_generate(settings, prompt, json_mode=args.json, show_thinking=args.show_thinking,
+                        flagged=tool_flags(args), progress=ProgressPrinter(), prog=PROG)
 
 
-def open_session(settings: Any) -> Any:
-    """The chat of ``--chat`` (resumed or new), or an unsaved one."""
-    from harmony_tui.sessions.chat import ChatSession
-    from harmony_tui.sessions.chat_log import ChatLog
-
-    if settings.chat_path is None:
-        return ChatSession()
-    log = settings.chat_log or ChatLog(profile=settings.profile,
-                                       prompt_config=str(settings.prompt_config_path)
-                                       if settings.prompt_config_path else None)
-    return ChatSession(log, settings.chat_path)
+def tool_flags(args: argparse.Namespace) -> set[str]:
+    return {name for name in ("python", "browser", "apply_patch") if _merged(args, name)}
 
 
 def cmd_migrate_chat(args: argparse.Namespace) -> int:

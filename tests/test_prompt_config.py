@@ -45,7 +45,7 @@ seed: 5
     assert setup.model_identity == "You are Pat."
     assert setup.conversation_start_date == "2026-01-02"
     assert setup.developer_instructions == "Be kind."
-    assert setup.builtin_tools == ("python",)
+    assert config.tools.enabled() == ["python"]  # builtin_tools turns the tool on
     assert setup.example_dialogues[0][1].content == "4"
     assert setup.example_dialogues[0][1].channel == "final"
     assert overrides == {"reasoning_effort": "low", "temperature": 0.7, "top_k": 40,

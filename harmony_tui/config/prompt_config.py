@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
 from harmony_tui.config.placeholders import parse_fixed_time
 from harmony_tui.engine.messages import BUILTIN_TOOLS, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.errors import ConfigError
+from harmony_tui.tools.config import ToolsConfig
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -63,8 +64,11 @@ class PromptConfig(BaseModel):
         None, description="Freeze the clock for placeholders and the current date (ISO 8601), "
         "for reproducible runs.")
     builtin_tools: list[str] = Field(
-        default_factory=list, description="Built-in tools declared in the system message: "
-        "python, browser.")
+        default_factory=list, description="Shorthand that turns on built-in tools with their "
+        "default settings: python, browser.")
+    tools: ToolsConfig = Field(
+        default_factory=ToolsConfig, description="Tools the model may call: python, browser, "
+        "apply_patch, functions, mcp_servers, max_calls_per_turn (see the tools reference).")
     reseed_each_turn: bool = Field(
         True, description="With a seed: seed every turn the same way (true) or only the first "
         "turn of a session, letting later turns continue the random stream (false).")
@@ -90,6 +94,14 @@ class PromptConfig(BaseModel):
             if name not in BUILTIN_TOOLS:
                 raise ValueError(f"{name!r} is not a built-in tool ({', '.join(BUILTIN_TOOLS)})")
         return value
+
+    @model_validator(mode="after")
+    def _builtin_shorthand(self) -> PromptConfig:
+        for name in self.builtin_tools:
+            if getattr(self.tools, name) is None:
+                self.tools = ToolsConfig.model_validate(
+                    {**self.tools.model_dump(exclude_unset=True), name: True})
+        return self
 
     @field_validator("conversation_start_date")
     @classmethod
@@ -130,7 +142,6 @@ class PromptConfig(BaseModel):
             conversation_start_date=start_date if start_date and _DATE.match(start_date)
             else None,
             developer_instructions=opt(self.developer_instructions),
-            builtin_tools=tuple(self.builtin_tools),
             example_dialogues=tuple(
                 tuple(Message(t.role, fill(t.content),
                               channel="final" if t.role == "assistant" else None)
@@ -147,6 +158,7 @@ class PromptConfig(BaseModel):
             if value is not None:
                 value = Path(value).expanduser()
                 changes[name] = value if value.is_absolute() else (base / value)
+        changes["tools"] = self.tools.resolve_paths(base)
         return self.model_copy(update=changes)
 
 

@@ -71,6 +71,8 @@ class PromptSetup:
     builtin_tools: tuple[str, ...] = ()
     function_tools: tuple[FunctionTool, ...] = ()
     example_dialogues: tuple[tuple[Message, ...], ...] = field(default_factory=tuple)
+    # What the model is told about a built-in tool (None: openai-harmony's default text).
+    tool_descriptions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.builtin_tools if t not in BUILTIN_TOOLS]

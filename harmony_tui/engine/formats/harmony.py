@@ -126,10 +126,17 @@ def system_content(setup: PromptSetup, params: GenerationParams, today: _dt.date
         content = content.with_model_identity(setup.model_identity)
     if setup.knowledge_cutoff:
         content = content.with_knowledge_cutoff(setup.knowledge_cutoff)
+    descriptions = dict(setup.tool_descriptions)
     if "browser" in setup.builtin_tools:
         content = content.with_browser_tool()
     if "python" in setup.builtin_tools:
-        content = content.with_python_tool()
+        if "python" in descriptions:
+            from openai_harmony import ToolNamespaceConfig
+
+            content = content.with_tools(ToolNamespaceConfig(
+                name="python", description=descriptions["python"], tools=[]))
+        else:
+            content = content.with_python_tool()
     return content
 
 
