@@ -46,6 +46,9 @@ from harmony_tui.engine.params import GenerationParams
 from harmony_tui.sessions.chat import ChatSession, TurnRecorder
 from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
 from harmony_tui.themes import DEFAULT_THEME, THEMES
+from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
+from harmony_tui.tools.config import ToolsConfig
+from harmony_tui.tools.toolset import Decision, ToolSet
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.messages import AssistantMessage
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
@@ -118,6 +121,8 @@ class Turn:
     due: threading.Event = field(default_factory=threading.Event)
     recorder: TurnRecorder | None = None
     stats: Stats | None = None
+    calls: int = 0  # tool calls made so far in this turn (across its continuations)
+    tool_task: asyncio.Task | None = None
     generating: bool = False
     abandoned: bool = False
 
@@ -145,6 +150,7 @@ class HarmonyApp(App[None]):
         settings: Settings | None = None,
         startup_notice: str | None = None,
         chats_dir: Path | None = None,
+        tools: ToolsConfig | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -172,6 +178,8 @@ class HarmonyApp(App[None]):
         else:
             self.session = self.new_session()
         self.seeded_once = False
+        tools_config = tools or (settings.prompt.tools if settings else ToolsConfig())
+        self.toolset = ToolSet(tools_config)
         self.engine = Engine(models_dir=models_dir)
         self.turn: Turn | None = None
         self.model_name = ""
@@ -471,10 +479,14 @@ class HarmonyApp(App[None]):
             self.status.context_limit = self.params.max_context_tokens or \
                 self.settings.context_limit
 
-    async def start_turn(self) -> None:
-        """Generate the next assistant turn for the session as it stands."""
-        widget = await self.conversation.add_assistant(self.model_name)
-        self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
+    async def start_turn(self, widget: AssistantMessage | None = None, calls: int = 0) -> None:
+        """Generate the next assistant turn for the session as it stands.
+
+        With ``widget`` the turn continues after tool results, in the same message.
+        """
+        if widget is None:
+            widget = await self.conversation.add_assistant(self.model_name)
+            self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
         params = self.params
         if params.seed is not None and self.prompt_config is not None and \
                 not self.prompt_config.reseed_each_turn:
@@ -483,6 +495,7 @@ class HarmonyApp(App[None]):
             self.seeded_once = True
         setup = self.prompt_config.setup(self.expand) if self.prompt_config else \
             self.setup_prompt
+        setup = self.toolset.declare(setup)
         request = TurnRequest(list(self.session.messages), setup, params,
                               today=self.clock.today() if self.clock.fixed else None)
         recorder = self.session.begin_turn(self.model_name or self.model_spec,
@@ -499,7 +512,7 @@ class HarmonyApp(App[None]):
                 loop.call_soon_threadsafe(wake.set)
 
         stream = self.engine.submit(request, notify=notify)
-        self.turn = Turn(stream, widget, wake, due, recorder)
+        self.turn = Turn(stream, widget, wake, due, recorder, calls=calls)
         self.status.state = "prefill"
         self.status.ttft = self.status.tps = None
         self.status.generated = 0
@@ -587,10 +600,12 @@ class HarmonyApp(App[None]):
         if "tools" not in self._panes_user_set and self.size.width >= WIDE:
             self.tools.display = True
             self._update_side()
-        if call.error:
-            entry.set_status("invalid", call.error)
-        else:
-            entry.set_status("not run", "Running tools arrives in a later version.")
+        if self.toolset.find(call.recipient) is None:
+            entry.set_status("not run", f"No enabled tool answers {call.recipient}; turn tools on"
+                             " in the prompt config, with --python/--browser/--apply-patch, or "
+                             "from the command palette.")
+        elif call.error:
+            entry.set_status("requested", f"(arguments are not valid JSON: {call.error})")
         turn.widget.add_note(f"→ called {call.recipient}")
 
     async def _end_turn(self, turn: Turn, end: TurnEnd) -> None:
@@ -598,6 +613,14 @@ class HarmonyApp(App[None]):
             return
         self._record(turn, lambda r=turn.recorder: r and r.finish(
             list(end.messages), turn.stats.to_dict() if turn.stats else None, end.reason))
+        runnable = end.reason == "call" and any(self.toolset.find(c.recipient)
+                                                 for c in end.tool_calls)
+        if runnable and await self.run_tool_calls(turn, end):
+            return
+        if self.toolset.browser is not None and turn.widget.answer:
+            rendered = self.toolset.render_citations(turn.widget.answer, self.session.log.chat_id)
+            if rendered != turn.widget.answer:
+                await turn.widget.set_answer(rendered)
         notes = {"cancelled": "⏹ stopped", "length": "… stopped at the token limit",
                  "error": f"✖ error: {end.error}"}
         await turn.widget.finish(notes.get(end.reason))
@@ -607,10 +630,83 @@ class HarmonyApp(App[None]):
         if end.reason == "error":
             self.notify(f"Generation failed: {end.error}", severity="error", timeout=10)
 
+    async def run_tool_calls(self, turn: Turn, end: TurnEnd) -> bool:
+        """Run the turn's tool calls and continue it; False when the turn ends here."""
+        chat_id = self.session.log.chat_id
+        for call in end.tool_calls:
+            entry = self.tools.entries.get(call.call_id)
+            invocation = ToolInvocation(call.recipient, call.arguments, call.call_id, chat_id)
+            turn.calls += 1
+            if turn.calls > self.toolset.max_calls + 1:
+                turn.widget.add_note(f"stopped after {self.toolset.max_calls} tool calls "
+                                     "(max_calls_per_turn)")
+                return False
+            if turn.calls > self.toolset.max_calls:
+                outcome = self.toolset.limit_outcome(invocation, call.channel)
+            else:
+                self.status.state, self.status.detail = "tool", call.recipient
+                if entry is not None:
+                    entry.set_status("waiting for approval" if self.toolset.approval(
+                        invocation) else "running")
+                task = asyncio.create_task(self.toolset.handle(
+                    invocation, self._ask_approval(entry), call.channel))
+                turn.tool_task = task
+                try:
+                    outcome = await task
+                except asyncio.CancelledError:
+                    if entry is not None:
+                        entry.set_status("stopped")
+                    turn.widget.add_note(f"⏹ stopped while {call.recipient} ran")
+                    return False
+                finally:
+                    turn.tool_task = None
+            result = outcome.result
+            if entry is not None:
+                status = "denied" if outcome.decision == "deny" else (
+                    "error" if result.is_error else "done")
+                entry.set_status(status, result.text)
+                if result.duration_s:
+                    entry.duration = result.duration_s
+                    entry.title = entry.title_text()
+            turn.widget.add_note(f"← {call.recipient} "
+                                 f"{'failed' if result.is_error else 'answered'}")
+            self._record(turn, lambda o=outcome, c=call: self.session.add_tool_result(
+                o.message, c.call_id, o.result.is_error))
+        if turn.abandoned or self.turn is not turn:
+            return True
+        await self.start_turn(widget=turn.widget, calls=turn.calls)
+        return True
+
+    def _ask_approval(self, entry):
+        async def ask(call: ToolInvocation, request: ApprovalRequest) -> Decision:
+            from harmony_tui.screens.approval import ApprovalScreen
+
+            decision = await self.push_screen_wait(ApprovalScreen(call.recipient, request))
+            if entry is not None and decision != "deny":
+                entry.set_status("running")
+            return decision if decision in ("once", "chat", "deny") else "deny"
+
+        return ask
+
+    def action_toggle_tool(self, name: str) -> None:
+        """Turn a built-in tool on or off for the next turns."""
+        config = self.toolset.config
+        on = getattr(config, name) is None
+        config = config.with_flags(**{name: True}) if on else \
+            config.model_copy(update={name: None})
+        old = self.toolset
+        self.toolset = ToolSet(config)
+        self.toolset._allowed = set(old._allowed)
+        self.run_worker(old.aclose(), group="tools-close")
+        label = {"apply_patch": "apply_patch"}.get(name, name)
+        self.notify(f"{label} tool {'on' if on else 'off'}", timeout=3)
+
     # -- actions --------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
         if self.turn is not None:
+            if self.turn.tool_task is not None:
+                self.turn.tool_task.cancel()
             self.turn.stream.cancel()
             self.status.detail = "stopping"
 
@@ -749,14 +845,21 @@ class HarmonyApp(App[None]):
                                     ACTION_HELP[binding.action],
                                     lambda action=binding.action: self.run_action(action))
         yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+        for name in ("python", "browser", "apply_patch"):
+            state = "on" if getattr(self.toolset.config, name) is not None else "off"
+            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
+                                f"{'off' if state == 'on' else 'on'} for the next turns",
+                                lambda n=name: self.action_toggle_tool(n))
 
     async def action_quit(self) -> None:
         if self.turn is not None:
             self.turn.stream.cancel()
         self.exit()
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
         self.engine.close(timeout=5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.toolset.aclose(), 5)
 
 
 def welcome_text(model: str) -> str:

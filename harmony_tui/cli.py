@@ -302,7 +302,9 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     app = HarmonyApp(settings.model, models_dir=settings.models_dir, params=settings.params,
                      settings=settings, markdown=user.markdown and not args.no_markdown,
-                     keymap=user.keymap, theme=user.theme, startup_notice=notice)
+                     keymap=user.keymap, theme=user.theme, startup_notice=notice,
+                     tools=settings.prompt.tools.with_flags(
+                         **{name: True for name in tool_flags(args)}))
     app.run()
     return 0
 

@@ -87,6 +87,19 @@ class AssistantMessage(Vertical):
         else:
             self.query_one(".answer", Static).update(truncated(self.answer, limit))
 
+    async def set_answer(self, text: str) -> None:
+        """Replace the whole answer (e.g. with citations turned into links)."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.answer = text
+        self._shown = min(len(text), self.truncate_response or len(text))
+        shown = truncated(text, self.truncate_response)
+        if self.markdown_enabled:
+            await self.query_one(".answer", Markdown).update(shown)
+        else:
+            self.query_one(".answer", Static).update(shown)
+
     def append_thinking(self, text: str) -> None:
         """Keep the turn's thinking; shown in the fold once the turn ends."""
         self.thinking += text

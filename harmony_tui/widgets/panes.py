@@ -66,7 +66,7 @@ class ToolCallEntry(Collapsible):
         self.duration: float | None = None
         super().__init__(Static(self._arguments_view(content_type), classes="tool-args"),
                          Static("", classes="tool-result"),
-                         title=self._title(), collapsed=True)
+                         title=self.title_text(), collapsed=True)
 
     def _arguments_view(self, content_type: str | None):
         try:
@@ -76,18 +76,20 @@ class ToolCallEntry(Collapsible):
             lexer = "python" if self.recipient == "python" or content_type == "code" else "text"
             return Syntax(self.arguments, lexer, word_wrap=True, theme="ansi_dark")
 
-    def _title(self) -> str:
+    def title_text(self) -> str:
         took = f" · {self.duration:.2f}s" if self.duration is not None else ""
         return f"{self.recipient} · {self.status}{took}"
 
     def set_status(self, status: str, result: str | None = None) -> None:
         self.status = status
-        if status not in ("requested", "running"):
+        if status == "running":
+            self.started = time.monotonic()
+        elif status not in ("requested", "waiting for approval"):
             self.duration = time.monotonic() - self.started
         if result is not None:
             self.result = result
             self.query_one(".tool-result", Static).update(Text(result))
-        self.title = self._title()
+        self.title = self.title_text()
 
 
 class ToolCallsPane(VerticalScroll):
