@@ -178,6 +178,7 @@ class HarmonyApp(App[None]):
         else:
             self.session = self.new_session()
         self.seeded_once = False
+        self.param_origins: dict[str, str] = dict(settings.origins) if settings else {}
         tools_config = tools or (settings.prompt.tools if settings else ToolsConfig())
         self.toolset = ToolSet(tools_config)
         self.engine = Engine(models_dir=models_dir)
@@ -464,7 +465,9 @@ class HarmonyApp(App[None]):
         elif command.name == "clear":
             await self.action_new_chat()
         elif command.name == "list":
-            lines = [f"{name} = {value}" for name, value in self.params.model_dump().items()]
+            lines = [f"{name} = {value}" + (f"   ({self.param_origins[name]})"
+                                              if name in self.param_origins else "")
+                     for name, value in self.params.model_dump().items()]
             await self.conversation.add_note("Settings for the next request:\n" +
                                              "\n".join(lines))
         elif command.name == "set":
@@ -475,6 +478,7 @@ class HarmonyApp(App[None]):
     @on(SettingsSidebar.Changed)
     def _on_settings_changed(self, event: SettingsSidebar.Changed) -> None:
         self.params = event.params
+        self.param_origins[event.name] = "changed in the app"
         if event.name == "max_context_tokens" and self.settings.context_limit:
             self.status.context_limit = self.params.max_context_tokens or \
                 self.settings.context_limit
