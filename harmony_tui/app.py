@@ -246,6 +246,7 @@ class HarmonyApp(App[None]):
         self.load_model(self.model_spec)
         if self.startup_notice:
             self.notify(self.startup_notice, severity="warning", timeout=15)
+        self.start_tools(self.toolset)
         self.call_after_refresh(self.show_session)
 
     # -- chats ----------------------------------------------------------------------------------
@@ -692,6 +693,18 @@ class HarmonyApp(App[None]):
 
         return ask
 
+    @work(group="tools-start")
+    async def start_tools(self, toolset: ToolSet) -> None:
+        """Connect the MCP servers of the config (in the background); failures are shown."""
+        if not toolset.config.mcp_servers:
+            return
+        await toolset.astart()
+        for error in toolset.errors:
+            self.notify(error, severity="error", timeout=15)
+        if toolset.functions:
+            names = ", ".join(f.name for f in toolset.functions)
+            self.log.info(f"function tools: {names}")
+
     def action_toggle_tool(self, name: str) -> None:
         """Turn a built-in tool on or off for the next turns."""
         config = self.toolset.config
@@ -702,6 +715,7 @@ class HarmonyApp(App[None]):
         self.toolset = ToolSet(config)
         self.toolset._allowed = set(old._allowed)
         self.run_worker(old.aclose(), group="tools-close")
+        self.start_tools(self.toolset)
         label = {"apply_patch": "apply_patch"}.get(name, name)
         self.notify(f"{label} tool {'on' if on else 'off'}", timeout=3)
 

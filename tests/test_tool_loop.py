@@ -143,3 +143,38 @@ async def test_app_denial_reaches_the_model_and_the_turn_ends(tmp_path):
         assert entry.status == "denied" and "denied" in entry.result
         tool = next(r for r in app.session.records() if r.role == "tool")
         assert tool.is_error and "denied" in tool.content
+
+
+WEATHER_COMMAND = (
+    "import json, sys; assert json.load(sys.stdin) == {'location': 'Paris'}; "
+    "print(json.dumps({'temperature': 18, 'unit': 'celsius', 'conditions': 'sunny'}))"
+)
+
+
+def test_generate_runs_a_config_function_tool(tmp_path):
+    config = tmp_path / "weather.yaml"
+    command = json.dumps([sys.executable, "-c", WEATHER_COMMAND])
+    config.write_text(f"""
+tools:
+  functions:
+    - name: get_weather
+      description: Get the current weather for a location.
+      parameters:
+        type: object
+        properties: {{location: {{type: string, description: City name}}}}
+        required: [location]
+      command: {command}
+      auto_approve: true
+""")
+    result = subprocess.run(
+        [sys.executable, "-m", "harmony_tui", "generate", "--json", "--temperature", "0",
+         "--prompt-config", str(config), "-p", WEATHER.prompt],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    call = data["tool_calls"][0]
+    assert call["recipient"] == "functions.get_weather"
+    assert call["arguments"] == {"location": "Paris"}
+    # the command checked the arguments it received on stdin (it fails otherwise)
+    assert json.loads(call["result"])["temperature"] == 18 and not call["is_error"]
+    assert data["finish_reason"] == "return" and data["final"] == WEATHER.final

@@ -207,7 +207,7 @@ def _scope(recipient: str) -> str:
 def result_message(call: ToolInvocation, result: ToolResult, channel: str | None) -> Message:
     """The tool message the model reads: from the tool, to the assistant, on the call's
     channel."""
-    text = result.text
+    text = result.text.rstrip("\n")  # a command's final newline is not part of its answer
     if result.is_error and not text.lower().startswith(("error", call.recipient.lower())):
         text = f"error: {text}"
     return Message("tool", text, channel=channel or "commentary", name=call.recipient)
