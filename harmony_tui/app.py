@@ -43,6 +43,7 @@ from harmony_tui.engine.events import (
 )
 from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
+from harmony_tui.logs import configure_file_log, logger
 from harmony_tui.sessions.chat import ChatSession, TurnRecorder
 from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
 from harmony_tui.themes import DEFAULT_THEME, THEMES
@@ -247,6 +248,11 @@ class HarmonyApp(App[None]):
         if self.startup_notice:
             self.notify(self.startup_notice, severity="warning", timeout=15)
         self.start_tools(self.toolset)
+        if self.run_settings is not None:
+            try:
+                configure_file_log(self.run_settings.logs_dir)
+            except OSError as err:
+                self.notify(f"Cannot write the log file: {err}", severity="warning")
         self.call_after_refresh(self.show_session)
 
     # -- chats ----------------------------------------------------------------------------------
@@ -376,11 +382,13 @@ class HarmonyApp(App[None]):
             self.status.state = "error" if not self.model_name else "idle"
             self.status.detail = ""
             message = f"Could not load {spec}: {err}"
+            logger.error(message)
             self.notify(message, severity="error", timeout=10)
             await self.conversation.add_note(message, error=True)
             self.model_ready = bool(self.model_name)
             return
         bar.display = False
+        logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
         self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
         first = not self.model_name
         self.model_spec = spec
@@ -632,7 +640,12 @@ class HarmonyApp(App[None]):
         self.turn = None
         self.status.state = "idle"
         self.status.detail = ""
+        stats = turn.stats
+        logger.info("turn ended: %s%s", end.reason, f" ({stats.prompt_tokens} prompt, "
+                    f"{stats.generation_tokens} generated, {stats.generation_tps:.1f} tok/s)"
+                    if stats else "")
         if end.reason == "error":
+            logger.error("generation failed: %s", end.error)
             self.notify(f"Generation failed: {end.error}", severity="error", timeout=10)
 
     async def run_tool_calls(self, turn: Turn, end: TurnEnd) -> bool:
@@ -666,6 +679,9 @@ class HarmonyApp(App[None]):
                 finally:
                     turn.tool_task = None
             result = outcome.result
+            logger.info("tool %s %s (%s, %.2fs)", call.recipient,
+                        "failed" if result.is_error else "answered", outcome.decision,
+                        result.duration_s)
             if entry is not None:
                 status = "denied" if outcome.decision == "deny" else (
                     "error" if result.is_error else "done")

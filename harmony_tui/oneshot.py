@@ -83,7 +83,9 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
                  flagged: set[str], progress: Any = None, prog: str = "harmony-tui") -> int:
     """Generate one reply (with its tool calls); returns the exit status."""
     from harmony_tui.engine.engine import Engine
+    from harmony_tui.logs import configure_file_log, logger
 
+    configure_file_log(settings.logs_dir)
     clock = Clock.from_env(settings.prompt.fixed_time)
     expand = expander(settings.prompt.placeholders, clock)
     tools_config = settings.prompt.tools.with_flags(
@@ -129,6 +131,8 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
                     stats = next((e for e in events if isinstance(e, Stats)), None)
                     recorder.finish(list(event.messages), stats.to_dict() if stats else None,
                                     event.reason)
+                    logger.info("generate: turn ended: %s %s", event.reason,
+                                stats.to_dict() if stats else "")
                     break
             all_events.extend(events)
             end = events[-1] if events and isinstance(events[-1], TurnEnd) else None
@@ -142,6 +146,8 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
                     if calls > toolset.max_calls else runner.run(
                         toolset.handle(invocation, approver, call.channel))
                 outcomes.append(outcome)
+                logger.info("generate: tool %s %s (%s)", call.recipient, "failed" if
+                            outcome.result.is_error else "answered", outcome.decision)
                 printer.tool_result(outcome)
                 session.add_tool_result(outcome.message, call.call_id, outcome.result.is_error)
             if calls > toolset.max_calls + 1:
