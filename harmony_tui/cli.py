@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
         epilog="Without a command, the terminal app starts on the model (default: the built-in "
-        "demo). Commands: generate (one answer, streamed to stdout), migrate-chat (convert "
+        "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate (one answer, streamed to stdout), migrate-chat (convert "
         "mlx-harmony chat logs), demo-model (build it or list its prompts).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show answers as plain text instead of Markdown")
     add_model_flags(parser)
     add_sampling_flags(parser)
+    from harmony_tui.server.cli_args import add_serve_arguments
+
+    add_serve_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     gen = sub.add_parser("generate", help="answer one prompt and exit",
@@ -314,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model,
                 "migrate-chat": cmd_migrate_chat}
+    if getattr(args, "serve", False) and args.command is None:
+        from harmony_tui.server.cli_args import run_serve
+
+        handlers[None] = run_serve
     try:
         return handlers.get(args.command, cmd_app)(args)
     except HarmonyTuiError as err:

@@ -5,12 +5,18 @@ use unpacks them into a normal mlx-lm model folder under the user cache dir (abo
 launches load that folder directly. ``harmony-tui demo-model build`` retrains from scratch with the
 same code, deterministically for a given seed. When the shipped weights are missing or were made
 from a different corpus, the first use trains them (with progress) instead.
+
+The folder also gets Hugging Face tokenizer files (``tokenizer.json`` made from o200k_base plus
+the Harmony special tokens, and a ``tokenizer_config.json`` with a simple Harmony chat template),
+so that ``mlx_lm.load`` and ``mlx_lm.server`` can load it too (the server benchmark needs that).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -134,11 +140,137 @@ def expand(compact: Path, target: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    write_tokenizer_files(target)
     return target
 
 
 def is_demo_folder(path: Path) -> bool:
     return (path / MARKER).is_file() and (path / "model.safetensors").is_file()
+
+
+# -- Hugging Face tokenizer files (for mlx_lm.load / mlx_lm.server) -----------------------------
+
+O200K_PATTERN = "|".join([
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"\p{N}{1,3}", r" ?[^\s\p{L}\p{N}]+[\r\n/]*", r"\s*[\r\n]+", r"\s+(?!\S)", r"\s+",
+])
+TOKENIZER_VERSION = 1
+# Renders plain conversations (system/developer/user/assistant text) as our Harmony renderer does.
+HARMONY_CHAT_TEMPLATE = (
+    "{%- set effort = reasoning_effort if reasoning_effort is defined and reasoning_effort "
+    "else 'medium' -%}"
+    "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
+    "Knowledge cutoff: 2024-06\nCurrent date: {{ strftime_now('%Y-%m-%d') }}\n\n"
+    "Reasoning: {{ effort }}\n\n# Valid channels: analysis, commentary, final. Channel must be "
+    "included for every message.<|end|>"
+    "{%- set ns = namespace(parts=[]) -%}"
+    "{%- for m in messages if m.role in ['system', 'developer'] and m.content -%}"
+    "{%- set ns.parts = ns.parts + [m.content] -%}{%- endfor -%}"
+    "{%- if ns.parts -%}<|start|>developer<|message|># Instructions\n\n"
+    "{{ ns.parts | join('\n\n') }}<|end|>{%- endif -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'user' -%}<|start|>user<|message|>{{ m.content }}<|end|>"
+    "{%- elif m.role == 'assistant' and m.content -%}"
+    "<|start|>assistant<|channel|>final<|message|>{{ m.content }}<|end|>"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}"
+)
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (what ByteLevel expects)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
+
+
+def harmony_tokenizer_json() -> Path:
+    """``tokenizer.json`` for o200k_harmony, built once into the cache (a few seconds)."""
+    target = paths.cache_dir() / "tokenizer" / f"o200k-harmony-{TOKENIZER_VERSION}.json"
+    if target.is_file():
+        return target
+    try:
+        from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
+        from tokenizers.models import BPE
+    except ImportError as err:  # shipped with transformers, which mlx-lm requires
+        raise RuntimeError("the 'tokenizers' package is needed to write tokenizer.json") \
+            from err
+
+    from harmony_tui.engine.formats.harmony import FIRST_SPECIAL, VOCAB_SIZE
+    from harmony_tui.engine.vocab import VOCAB_FILE, ensure_harmony_vocab, harmony_encoding
+
+    folder = ensure_harmony_vocab() or Path(os.environ["TIKTOKEN_ENCODINGS_BASE"])
+    ranks: dict[bytes, int] = {}
+    for line in (folder / VOCAB_FILE).read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    table = _byte_to_unicode()
+
+    def text(token: bytes) -> str:
+        return "".join(table[b] for b in token)
+
+    merges: list[tuple[int, int, int, bytes, bytes]] = []
+    for token, rank in ranks.items():
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in ranks and right in ranks:
+                merges.append((rank, ranks[left], ranks[right], left, right))
+    merges.sort()
+    model = BPE({text(t): r for t, r in ranks.items()},
+                [(text(m[3]), text(m[4])) for m in merges], fuse_unk=False, ignore_merges=True)
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(O200K_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    encoding = harmony_encoding()
+    tokenizer.add_special_tokens([AddedToken(encoding.decode([i]), special=True, normalized=False)
+                                  for i in range(FIRST_SPECIAL, VOCAB_SIZE)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tokenizer.save(str(tmp))
+    tmp.replace(target)
+    return target
+
+
+def write_tokenizer_files(folder: Path) -> None:
+    """Give a gpt_oss model folder ``tokenizer.json``, ``tokenizer_config.json`` and the stop
+    tokens in ``config.json``, unless it has them already."""
+    if (folder / "tokenizer.json").is_file() and (folder / "tokenizer_config.json").is_file():
+        return
+    source = harmony_tokenizer_json()
+    tmp = folder / ".tokenizer.json.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    tmp.replace(folder / "tokenizer.json")
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT,
+        "bos_token": "<|startoftext|>", "eos_token": "<|return|>", "pad_token": "<|endoftext|>",
+        "clean_up_tokenization_spaces": False, "chat_template": HARMONY_CHAT_TEMPLATE,
+    }
+    paths.atomic_write_text(folder / "tokenizer_config.json",
+                            json.dumps(tokenizer_config, indent=2) + "\n")
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if "eos_token_id" not in config:
+        from harmony_tui.engine.formats.harmony import CALL, ENDOFTEXT, RETURN
+
+        config["eos_token_id"] = [RETURN, CALL, ENDOFTEXT]
+        paths.atomic_write_text(config_file, json.dumps(config, indent=2) + "\n")
 
 
 # -- building --------------------------------------------------------------------------------
@@ -180,6 +312,7 @@ def ensure_demo_model(progress: Progress | None = None) -> Path:
             build_compact(config, compact, progress)
     target = root / file_digest(compact)
     if is_demo_folder(target):
+        write_tokenizer_files(target)  # folders unpacked before tokenizer files existed
         return target
     progress("Unpacking the demo model", None)
     expand(compact, target)

@@ -37,10 +37,10 @@ from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prompt_cache import PromptCacheStore
-from harmony_tui.engine.reply import Reply, collect_reply
+from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput, collect_reply
 from harmony_tui.engine.sampling import build_logits_processors, build_sampler
 from harmony_tui.engine.worker import generation_worker
-from harmony_tui.errors import HarmonyTuiError
+from harmony_tui.errors import ContextLengthExceeded, HarmonyTuiError
 
 PREFILL_STEP = 512
 PROGRESS_EVERY = 8  # tokens between TokenProgress events
@@ -54,6 +54,11 @@ class TurnRequest:
 
     ``today`` fixes the date rendered into the system message (None: the current date, taken
     when the turn starts, so a long-running session never freezes it).
+
+    ``stop`` strings end the final answer (the stop string is not part of it; the turn ends with
+    reason ``stop``). ``logprobs`` asks for a ``TokenLogprob`` per generated token with that many
+    alternatives (0: the sampled token only; None: off). ``prompt_tokens`` replaces rendering:
+    the turn continues those raw tokens and its output is plain text on the final channel.
     """
 
     messages: Sequence[Message]
@@ -61,6 +66,9 @@ class TurnRequest:
     params: GenerationParams = field(default_factory=GenerationParams)
     request_id: str = field(default_factory=lambda: f"turn-{uuid.uuid4().hex[:12]}-{next(_ids)}")
     today: _dt.date | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    prompt_tokens: Sequence[int] | None = None
 
 
 class TurnStream:
@@ -170,6 +178,7 @@ class Engine:
         self._active_lock = threading.Lock()
         self._stream: Any = None
         self._closed = False
+        self._batch: Any = None  # BatchScheduler, made on first submit_batched
         self._worker.add_cancel_hook(self.cancel_all)
 
     # -- public API ---------------------------------------------------------------------------
@@ -220,6 +229,28 @@ class Engine:
         self._put(lambda: self._run_turn(request, stream))
         return stream
 
+    def submit_batched(self, request: TurnRequest,
+                       notify: Callable[[Event], None] | None = None) -> TurnStream:
+        """Like ``submit``, but the turn may run together with other batched turns.
+
+        Turns submitted here share token steps through mlx-lm's ``BatchGenerator`` when the
+        model's caches can be merged; a turn with a ``seed`` (which needs the global random
+        state to itself) or a model that cannot batch runs alone, in arrival order. Turns from
+        ``submit`` are queued behind the running step and run alone.
+        """
+        from harmony_tui.engine.batch import BatchScheduler
+
+        stream = TurnStream(request.request_id, notify)
+        with self._active_lock:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            self._active.add(stream)
+            if self._batch is None:
+                self._batch = BatchScheduler(self)
+            batch = self._batch
+        batch.submit(request, stream)
+        return stream
+
     def stream(self, messages: Sequence[Message], setup: PromptSetup | None = None,
                params: GenerationParams | None = None, **kwargs: Any) -> TurnStream:
         """Shorthand for ``submit(TurnRequest(...))``."""
@@ -258,6 +289,8 @@ class Engine:
         def release() -> None:
             self.model = None
             self.prompt_cache.clear()
+            if self._batch is not None:
+                self._batch.release()
             done.set()
 
         self._worker.submit(release)
@@ -294,7 +327,7 @@ class Engine:
         try:
             self._generate(request, stream, partial)
         except HarmonyTuiError as err:
-            stream.put(TurnEnd("error", error=str(err)))
+            stream.put(TurnEnd("error", error=str(err), error_code=error_code(err)))
         except Exception as err:  # a generation failure must never kill the thread
             messages = tuple(partial[0].messages) if partial else ()
             stream.put(TurnEnd("error", messages, error=f"{type(err).__name__}: {err}"))
@@ -311,11 +344,7 @@ class Engine:
         if self._stream is None:
             self._stream = mx.new_stream(mx.default_device())
         fmt, params = loaded.format, request.params
-        limit = params.max_context_tokens or loaded.context_limit
-        today = request.today or _dt.date.today()
-        prompt, dropped_msgs, dropped_tokens = fit_prompt(
-            fmt, request.messages, request.setup, params, limit, today
-        )
+        prompt, dropped_msgs, dropped_tokens, limit = self.prepare_prompt(request, loaded)
         sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens)
         processors = build_logits_processors(params, fmt.vocab_size)
         cache, cached = self.prompt_cache.take(prompt)
@@ -334,21 +363,25 @@ class Engine:
                 self.prompt_cache.store(prompt[:prefilled], cache)
             stream.put(TurnEnd("cancelled"))
             return
-        self.prompt_cache.store(prompt[:-1], cache)
+        if len(prompt) > 1:
+            self.prompt_cache.store(prompt[:-1], cache)
         prefill_done = time.perf_counter()
 
         if params.seed is not None:
             mx.random.seed(params.seed)
-        decoder = fmt.new_decoder(request.setup, prompt)
+        decoder = self.new_decoder(request, loaded, prompt)
         partial.append(decoder)
+        output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
         max_new = min(params.max_tokens, limit - len(prompt))
         reason: EndReason = "length"
         generated = 0
         first_token_at = prefill_done
+        with_logprobs = request.logprobs is not None
         tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
-                               self._stream)
+                               self._stream, with_logprobs=with_logprobs)
         try:
-            for token in tokens:
+            for item in tokens:
+                token, logprobs = item if with_logprobs else (item, None)
                 generated += 1
                 if generated == 1:
                     first_token_at = time.perf_counter()
@@ -356,21 +389,16 @@ class Engine:
                     now = time.perf_counter()
                     tps = (generated - 1) / (now - first_token_at) if generated > 1 else 0.0
                     stream.put(TokenProgress(generated, first_token_at - started, tps))
-                for event in decoder.feed(token):
-                    stream.put(event)
-                if decoder.finished:
-                    reason = decoder.finished
-                    break
-                if token in fmt.stop_tokens:
-                    reason = "return"
+                ended = output.feed(token, logprobs)
+                if ended is not None:
+                    reason = ended
                     break
                 if stream.cancelled:
                     reason = "cancelled"
                     break
         finally:
             tokens.close()
-        for event in decoder.finish():
-            stream.put(event)
+        messages, tool_calls = output.close()
         ended = time.perf_counter()
         decode_time = ended - first_token_at
         stream.put(Stats(
@@ -383,7 +411,36 @@ class Engine:
             else 0.0,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
         ))
-        stream.put(TurnEnd(reason, tuple(decoder.messages), tool_calls=tuple(decoder.tool_calls)))
+        stream.put(TurnEnd(reason, messages, tool_calls=tool_calls))
+
+    # -- shared by the serial and the batched paths (generation thread) -------------------------
+
+    def prepare_prompt(self, request: TurnRequest,
+                       loaded: LoadedModel) -> tuple[list[int], int, int, int]:
+        """(prompt tokens, messages dropped, tokens dropped, context limit) for ``request``."""
+        params = request.params
+        limit = params.max_context_tokens or loaded.context_limit
+        if request.prompt_tokens is not None:
+            prompt = [int(t) for t in request.prompt_tokens]
+            if not prompt:
+                raise HarmonyTuiError("the prompt is empty")
+            if len(prompt) >= limit:
+                raise ContextLengthExceeded(len(prompt), limit,
+                                            "leave room for at least one generated token")
+            return prompt, 0, 0, limit
+        today = request.today or _dt.date.today()
+        prompt, dropped_msgs, dropped_tokens = fit_prompt(
+            loaded.format, request.messages, request.setup, params, limit, today
+        )
+        return prompt, dropped_msgs, dropped_tokens, limit
+
+    @staticmethod
+    def new_decoder(request: TurnRequest, loaded: LoadedModel, prompt: Sequence[int]) -> Any:
+        """The format's decoder, or a ``RawDecoder`` for a raw-prompt turn."""
+        fmt = loaded.format
+        if request.prompt_tokens is not None:
+            return RawDecoder(fmt.decode, fmt.stop_tokens)
+        return fmt.new_decoder(request.setup, prompt)
 
     def _prefill(self, model: Any, cache: list[Any], prompt: Sequence[int], start: int,
                  stream: TurnStream) -> int:
@@ -404,13 +461,21 @@ class Engine:
         return done
 
 
+def error_code(err: BaseException) -> str | None:
+    """The API error code of an engine error (``TurnEnd.error_code``)."""
+    return "context_length_exceeded" if isinstance(err, ContextLengthExceeded) else None
+
+
 def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: Any,
-                  processors: list[Any], max_tokens: int, stream: Any) -> Iterator[int]:
+                  processors: list[Any], max_tokens: int, stream: Any,
+                  with_logprobs: bool = False) -> Iterator[Any]:
     """Yield up to ``max_tokens`` token ids after ``prompt``, whose last token is not yet cached.
 
     Mirrors mlx-lm's ``generate_step``: the next step is queued with ``async_eval`` before the
     current token is handed out, so Python work overlaps the model. Penalty processors see the
-    prompt and the generated tokens, as in mlx-lm.
+    prompt and the generated tokens, as in mlx-lm. With ``with_logprobs`` it yields
+    ``(token, logprobs)`` pairs, ``logprobs`` being the normalised MLX row the token was sampled
+    from.
     """
     import mlx.core as mx
 
@@ -424,22 +489,22 @@ def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: 
             for processor in processors:
                 logits = processor(history, logits)
         logprobs = logits - mx.logsumexp(logits, keepdims=True)
-        return sampler(logprobs)
+        return sampler(logprobs), logprobs
 
     if max_tokens <= 0:
         return
     with mx.stream(stream):
-        y = step(mx.array(prompt[-1:], dtype=mx.int32))
-        mx.async_eval(y)
+        y, lp = step(mx.array(prompt[-1:], dtype=mx.int32))
+        mx.async_eval(y, lp)
         n = 0
         while True:
             if n + 1 < max_tokens:
-                next_y = step(y)
-                mx.async_eval(next_y)
-            yield int(y.item())
+                next_y, next_lp = step(y)
+                mx.async_eval(next_y, next_lp)
+            yield (int(y.item()), lp) if with_logprobs else int(y.item())
             n += 1
             if n >= max_tokens:
                 return
             if n % 256 == 0:
                 mx.clear_cache()
-            y = next_y
+            y, lp = next_y, next_lp

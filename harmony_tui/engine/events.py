@@ -1,8 +1,9 @@
 """Typed events a turn produces, in order.
 
 A turn emits ``TurnStart``, then any of ``PromptProgress`` / ``ContextTrimmed`` /
-``TokenProgress`` / ``TextDelta`` / ``ToolCall`` / ``MessageDone`` / ``ParseIssue``, then
-``Stats`` and finally exactly one ``TurnEnd``.
+``TokenProgress`` / ``TokenLogprob`` / ``TextDelta`` / ``ToolCall`` / ``MessageDone`` /
+``ParseIssue``, then ``Stats`` and finally exactly one ``TurnEnd``. ``TokenLogprob`` only comes
+when the request asked for log-probabilities; it precedes the events its token produced.
 """
 
 from __future__ import annotations
@@ -58,6 +59,20 @@ class TextDelta:
     channel: str
     text: str
     recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A sampled token's log-probability and, when asked for, the most likely alternatives.
+
+    ``top`` holds ``(token, text, logprob)`` triples, most likely first. ``text`` is the token
+    decoded alone (a partial UTF-8 character decodes to U+FFFD).
+    """
+
+    token: int
+    text: str
+    logprob: float
+    top: tuple[tuple[int, str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +140,20 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class TurnEnd:
-    """The turn is over. ``messages`` are the assistant messages it produced (partial ones too)."""
+    """The turn is over. ``messages`` are the assistant messages it produced (partial ones too).
+
+    ``error_code`` classifies an error for API clients (``context_length_exceeded``, or None).
+    ``reason == "stop"`` means a stop string of the request ended the answer.
+    """
 
     reason: EndReason
     messages: tuple[Message, ...] = ()
     error: str | None = None
     tool_calls: tuple[ToolCall, ...] = field(default_factory=tuple)
+    error_code: str | None = None
 
 
 Event = (
-    TurnStart | PromptProgress | ContextTrimmed | TokenProgress | TextDelta | ToolCall
-    | MessageDone | ParseIssue | Stats | TurnEnd
+    TurnStart | PromptProgress | ContextTrimmed | TokenProgress | TokenLogprob | TextDelta
+    | ToolCall | MessageDone | ParseIssue | Stats | TurnEnd
 )

@@ -1,0 +1,344 @@
+"""Continuous batching: many turns share each token step through mlx-lm's ``BatchGenerator``.
+
+The scheduler lives on the engine's generation thread like every other MLX call. Turns handed to
+``BatchScheduler.submit`` wait in a queue; a *drive* job on the generation thread admits them
+into the ``BatchGenerator`` (rendering, context fitting and prompt-cache lookup happen there, as
+on the serial path), advances every running turn by one step, routes each sampled token through
+that turn's own decoder, and removes a turn as soon as it ends or is cancelled, so a cancel takes
+effect before the next step. Every turn has its own sampler, logits processors, stop strings and
+KV cache rows: no turn sees another's tokens.
+
+When a serial job (a ``submit`` turn, a model load) is waiting on the generation thread, the
+drive job re-queues itself behind it after the current step, so serial work never starves and
+the batch resumes afterwards. Turns that cannot batch (a ``seed``, which needs the global random
+state to itself, or a model whose caches cannot merge) run alone, in arrival order.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harmony_tui.engine.events import (
+    ContextTrimmed,
+    EndReason,
+    PromptProgress,
+    Stats,
+    TokenProgress,
+    TurnEnd,
+    TurnStart,
+)
+from harmony_tui.engine.reply import TurnOutput
+from harmony_tui.engine.sampling import build_logits_processors, build_sampler
+from harmony_tui.errors import HarmonyTuiError
+
+if TYPE_CHECKING:
+    from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
+    from harmony_tui.engine.loader import LoadedModel
+
+MAX_BATCH = 16  # turns decoded together; more wait inside the generator
+PREFILL_BATCH = 4  # prompts prefilled together
+PROGRESS_EVERY = 8
+
+
+def can_batch(loaded: LoadedModel) -> bool:
+    """Whether the model's caches can be merged into batch caches (generation thread)."""
+    cached = getattr(loaded, "_harmony_tui_batchable", None)
+    if cached is None:
+        from mlx_lm.models.cache import make_prompt_cache
+
+        cached = all(hasattr(c, "merge") for c in make_prompt_cache(loaded.model))
+        loaded._harmony_tui_batchable = cached  # type: ignore[attr-defined]
+    return bool(cached)
+
+
+def sampler_key(params: Any) -> tuple[Any, ...]:
+    """Parameters that define a sampler: turns with equal keys share one (a batched call)."""
+    return (params.temperature, params.top_p, params.top_k, params.min_p,
+            params.min_tokens_to_keep, params.xtc_probability, params.xtc_threshold)
+
+
+@dataclass
+class _Turn:
+    """One admitted turn's bookkeeping."""
+
+    request: TurnRequest
+    stream: TurnStream
+    prompt: list[int]
+    cached: int
+    output: TurnOutput
+    started: float
+    checkpoint: bool
+    prefill_done: float = 0.0
+    first_token_at: float = 0.0
+    generated: int = 0
+    in_generator: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchScheduler:
+    """Admits turns into an mlx-lm ``BatchGenerator`` and drives it on the generation thread."""
+
+    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH,
+                 prefill_batch: int = PREFILL_BATCH) -> None:
+        self._engine = engine
+        self.max_batch = max_batch
+        self.prefill_batch = prefill_batch
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[TurnRequest, TurnStream]] = collections.deque()
+        self._scheduled = False
+        # generation thread only:
+        self._generator: Any = None
+        self._generator_model: LoadedModel | None = None
+        self._turns: dict[int, _Turn] = {}
+        self._samplers: dict[tuple[Any, ...], Any] = {}
+        self.peak_batch = 0  # the most turns decoded together so far
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def submit(self, request: TurnRequest, stream: TurnStream) -> None:
+        """Queue a turn; the drive job admits it before its next step."""
+        with self._lock:
+            self._pending.append((request, stream))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._engine._worker.submit(self._drive)
+        except BaseException:
+            with self._lock:
+                self._scheduled = False
+            raise
+
+    @property
+    def running(self) -> int:
+        """Turns admitted into the generator and not yet ended."""
+        return len(self._turns)
+
+    # -- generation thread ----------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the generator (and its model) when no turn is running."""
+        if not self._turns:
+            self._close_generator()
+
+    def _drive(self) -> None:
+        try:
+            while True:
+                self._admit()
+                if not self._turns:
+                    with self._lock:
+                        if not self._pending:
+                            self._scheduled = False
+                            self._drop_generator_if_stale()
+                            return
+                    continue
+                self._step()
+                if self._others_waiting():
+                    self._engine._worker.submit(self._drive)  # after the serial job, resume
+                    return
+        except BaseException as err:  # never leave turns hanging, never kill the thread
+            self._fail_all(f"{type(err).__name__}: {err}")
+            with self._lock:
+                self._scheduled = False
+            if not isinstance(err, Exception):
+                raise
+
+    def _others_waiting(self) -> bool:
+        # The worker's FIFO is private to worker.py; reading its size is safe (queue.Queue).
+        return not self._engine._worker._jobs.empty()
+
+    def _drop_generator_if_stale(self) -> None:
+        if self._generator is not None and self._generator_model is not self._engine.model:
+            self._close_generator()
+
+    def _close_generator(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+        self._generator = None
+        self._generator_model = None
+        self._samplers.clear()
+
+    def _ensure_generator(self, loaded: LoadedModel) -> Any:
+        if self._generator is not None and self._generator_model is loaded:
+            return self._generator
+        import mlx.core as mx
+        from mlx_lm.generate import BatchGenerator
+
+        self._close_generator()
+        engine = self._engine
+        if engine._stream is None:
+            engine._stream = mx.new_stream(mx.default_device())
+        self._generator = BatchGenerator(
+            loaded.model,
+            stop_tokens=[[t] for t in sorted(loaded.format.stop_tokens)],
+            completion_batch_size=self.max_batch,
+            prefill_batch_size=self.prefill_batch,
+            prefill_step_size=engine.prefill_step,
+            stream=engine._stream,
+        )
+        self._generator_model = loaded
+        return self._generator
+
+    def _admit(self) -> None:
+        """Move queued turns into the generator (or run the ones that cannot batch)."""
+        engine = self._engine
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                loaded = engine.model
+                if self._turns and loaded is not self._generator_model:
+                    return  # a new model: let the old batch finish first
+                request, stream = self._pending.popleft()
+            if stream.cancelled:
+                self._end(stream, TurnEnd("cancelled"))
+                continue
+            if loaded is None:
+                self._end(stream, TurnEnd("error", error="no model is loaded"))
+                continue
+            if request.params.seed is not None or not can_batch(loaded):
+                engine._run_turn(request, stream)  # alone, in arrival order
+                continue
+            try:
+                self._insert(request, stream, loaded)
+            except Exception as err:  # e.g. the generator refused the prompt
+                self._end(stream, TurnEnd("error", error=f"{type(err).__name__}: {err}"))
+
+    def _insert(self, request: TurnRequest, stream: TurnStream, loaded: LoadedModel) -> None:
+        from mlx_lm.models.cache import make_prompt_cache
+
+        from harmony_tui.engine.engine import error_code
+
+        engine = self._engine
+        fmt, params = loaded.format, request.params
+        try:
+            prompt, dropped_msgs, dropped_tokens, limit = engine.prepare_prompt(request, loaded)
+            key = sampler_key(params)
+            sampler = self._samplers.get(key)
+            if sampler is None:
+                sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens)
+            processors = build_logits_processors(params, fmt.vocab_size)
+            decoder = engine.new_decoder(request, loaded, prompt)
+        except HarmonyTuiError as err:
+            self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
+            return
+        except Exception as err:
+            self._end(stream, TurnEnd("error", error=f"{type(err).__name__}: {err}"))
+            return
+        generator = self._ensure_generator(loaded)
+        self._samplers[key] = sampler
+        cache, cached = engine.prompt_cache.take(prompt)
+        if cache is None:
+            cache = make_prompt_cache(loaded.model)
+        body = prompt[cached:-1]
+        if not body and cached:  # nothing to prefill: the checkpoint we took stays valid
+            engine.prompt_cache.store(prompt[:-1], cache)
+        stream.put(TurnStart(request.request_id, len(prompt), cached, params))
+        if dropped_msgs:
+            stream.put(ContextTrimmed(dropped_msgs, dropped_tokens, limit))
+        stream.put(PromptProgress(cached, len(prompt)))
+        now = time.perf_counter()
+        output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
+        max_new = min(params.max_tokens, limit - len(prompt))
+        turn = _Turn(request, stream, prompt, cached, output, now, checkpoint=bool(body))
+        if max_new <= 0:
+            turn.in_generator = False
+            self._finish(turn, "length")
+            return
+        (uid,) = generator.insert_segments(
+            [[body, prompt[-1:]]], max_tokens=[max_new], caches=[cache],
+            all_tokens=[list(prompt[:cached])], samplers=[sampler],
+            logits_processors=[processors],
+        )
+        self._turns[uid] = turn
+
+    def _step(self) -> None:
+        """One generator step: prefill progress, checkpoints, one token per running turn."""
+        generator = self._generator
+        prompt_responses, generation_responses = generator.next()
+        now = time.perf_counter()
+        for response in prompt_responses:
+            turn = self._turns.get(response.uid)
+            if turn is None:
+                continue
+            turn.stream.put(PromptProgress(turn.cached + response.progress[0], len(turn.prompt)))
+            if response.end_of_segment and not response.end_of_prompt and turn.checkpoint:
+                turn.checkpoint = False
+                extracted = generator.extract_cache([response.uid]).get(response.uid)
+                if extracted is not None:
+                    self._engine.prompt_cache.store(turn.prompt[:-1], extracted[0])
+                turn.prefill_done = now
+        ended: list[tuple[int, EndReason]] = []
+        self.peak_batch = max(self.peak_batch, len(generation_responses))
+        for response in generation_responses:
+            turn = self._turns.get(response.uid)
+            if turn is None:
+                continue
+            reason = self._feed(turn, response.token, response.logprobs, now)
+            if response.finish_reason is not None:
+                turn.in_generator = False
+                if reason is None:
+                    reason = "length" if response.finish_reason == "length" else "return"
+            if reason is None and turn.stream.cancelled:
+                reason = "cancelled"
+            if reason is not None:
+                ended.append((response.uid, reason))
+        ending = {uid for uid, _ in ended}
+        for uid, turn in self._turns.items():
+            if uid not in ending and turn.stream.cancelled:
+                ended.append((uid, "cancelled"))
+        removable = [uid for uid, _ in ended if self._turns[uid].in_generator]
+        if removable:
+            generator.remove(removable)
+        for uid, reason in ended:
+            self._finish(self._turns.pop(uid), reason)
+
+    def _feed(self, turn: _Turn, token: int, logprobs: Any, now: float) -> EndReason | None:
+        turn.generated += 1
+        if turn.generated == 1:
+            turn.first_token_at = now
+            if not turn.prefill_done:
+                turn.prefill_done = now
+        if turn.generated % PROGRESS_EVERY == 1:
+            tps = ((turn.generated - 1) / (now - turn.first_token_at)
+                   if turn.generated > 1 and now > turn.first_token_at else 0.0)
+            turn.stream.put(TokenProgress(turn.generated, turn.first_token_at - turn.started, tps))
+        return turn.output.feed(token, logprobs if turn.request.logprobs is not None else None)
+
+    def _finish(self, turn: _Turn, reason: EndReason) -> None:
+        import mlx.core as mx
+
+        messages, tool_calls = turn.output.close()
+        ended = time.perf_counter()
+        first = turn.first_token_at or ended
+        prefill_done = turn.prefill_done or first
+        decode_time = ended - first
+        prompt_time = max(prefill_done - turn.started, 1e-9)
+        turn.stream.put(Stats(
+            prompt_tokens=len(turn.prompt),
+            cached_tokens=turn.cached,
+            generation_tokens=turn.generated,
+            ttft_s=first - turn.started,
+            prompt_tps=(len(turn.prompt) - turn.cached) / prompt_time,
+            generation_tps=(turn.generated - 1) / decode_time
+            if turn.generated > 1 and decode_time > 0 else 0.0,
+            peak_memory_gb=mx.get_peak_memory() / 1e9,
+        ))
+        self._end(turn.stream, TurnEnd(reason, messages, tool_calls=tool_calls))
+
+    def _end(self, stream: TurnStream, event: TurnEnd) -> None:
+        stream.put(event)
+        engine = self._engine
+        with engine._active_lock:
+            engine._active.discard(stream)
+
+    def _fail_all(self, error: str) -> None:
+        turns, self._turns = list(self._turns.values()), {}
+        for turn in turns:
+            messages = tuple(turn.output.decoder.messages)
+            self._end(turn.stream, TurnEnd("error", messages, error=error))
+        self._close_generator()

@@ -1,0 +1,139 @@
+"""``harmony-tui --serve``: the headless API server's flags and its run loop.
+
+Precedence for host, port, API key and CORS origins: flag > environment
+(``HARMONY_TUI_API_KEY``) > the user config's ``server`` section > defaults (127.0.0.1:8000, no
+key, no CORS). The model, prompt setup and generation settings resolve as for the TUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+API_KEY_ENV = "HARMONY_TUI_API_KEY"
+PROG = "harmony-tui"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--serve`` and the server flags to ``parser``."""
+    group = parser.add_argument_group("API server")
+    group.add_argument("--serve", action="store_true",
+                       help="serve the model over an OpenAI-compatible HTTP API, without the "
+                       "terminal app (one log line per request on stderr)")
+    group.add_argument("--host", default=None,
+                       help="address to listen on (default: 127.0.0.1, or server.host in the "
+                       "user config)")
+    group.add_argument("--port", type=int, default=None,
+                       help="port to listen on (default: 8000, or server.port in the user "
+                       "config)")
+    group.add_argument("--api-key", default=None, metavar="KEY",
+                       help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
+                       f"(default: ${API_KEY_ENV}, or server.api_key in the user config)")
+    group.add_argument("--cors-origin", action="append", dest="cors_origins", default=None,
+                       metavar="ORIGIN", help="allow browser requests from ORIGIN (repeatable; "
+                       "default: none)")
+    group.add_argument("--max-queue", type=int, default=None, metavar="N",
+                       help="most generation requests running or waiting at once; more get "
+                       "HTTP 429 (default: 64)")
+
+
+def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[str, Any]:
+    """host, port, api_key, cors_origins, max_queue after precedence; raises on bad values."""
+    from harmony_tui.errors import ConfigError
+
+    host = getattr(args, "host", None) or getattr(user_server, "host", None) or "127.0.0.1"
+    port = getattr(args, "port", None)
+    if port is None:
+        port = getattr(user_server, "port", None)
+    port = 8000 if port is None else port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port={port}: expected a port number from 0 to 65535")
+    api_key = (getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV)
+               or getattr(user_server, "api_key", None) or None)
+    origins = getattr(args, "cors_origins", None) or list(
+        getattr(user_server, "cors_origins", None) or [])
+    max_queue = getattr(args, "max_queue", None)
+    if max_queue is not None and max_queue < 1:
+        raise ConfigError(f"--max-queue={max_queue}: expected at least 1")
+    return {"host": host, "port": port, "api_key": api_key, "cors_origins": origins,
+            "max_queue": max_queue}
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from harmony_tui.cli import resolve_settings
+
+    return resolve_settings(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Load the model and serve until interrupted. HarmonyTuiError for a bad setup."""
+    import uvicorn
+
+    from harmony_tui.cli import ProgressPrinter
+    from harmony_tui.engine.engine import Engine
+    from harmony_tui.server.app import DEFAULT_MAX_QUEUE, create_app
+    from harmony_tui.server.records import RequestRecord
+    from harmony_tui.server.runner import bind_socket
+
+    settings = _settings(args)
+    options = server_options(args, getattr(settings.user, "server", None))
+    sock = bind_socket(options["host"], options["port"])  # fail before the slow model load
+    progress = ProgressPrinter()
+    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
+    progress.done()
+
+    def log_request(record: RequestRecord) -> None:
+        if record.state != "running":
+            print(record.log_line(), file=sys.stderr, flush=True)
+
+    try:
+        app = create_app(engine, api_key=options["api_key"], cors_origins=options["cors_origins"],
+                         on_request=log_request, setup=_setup_factory(settings),
+                         params=settings.params, models_dir=settings.models_dir,
+                         max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE)
+        port = sock.getsockname()[1]
+        host = options["host"]
+        shown = f"[{host}]" if ":" in host else host
+        key_note = " (API key required)" if options["api_key"] else ""
+        print(f"{PROG}: serving {engine.model.name} at http://{shown}:{port}/v1{key_note}; "
+              "Ctrl+C stops", file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=2)
+        _stop_on_sigterm()
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the signal that stopped it
+            pass
+        print(f"{PROG}: server stopped", file=sys.stderr, flush=True)
+    finally:
+        sock.close()
+        engine.close()
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the server like Ctrl+C (graceful shutdown, exit status 0)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _setup_factory(settings: Any) -> Any:
+    """The prompt setup, re-expanded per request so date/time placeholders stay current."""
+    prompt = settings.prompt
+    try:
+        from harmony_tui.config.placeholders import Clock, expander
+    except ImportError:  # pragma: no cover - older config package
+        return lambda: prompt.setup()
+    clock = Clock.from_env(getattr(prompt, "fixed_time", None))
+    expand = expander(getattr(prompt, "placeholders", None), clock)
+    return lambda: prompt.setup(expand)

@@ -1,0 +1,129 @@
+"""What every endpoint shares: the engine, the defaults, the admission queue and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from harmony_tui import __version__
+from harmony_tui.engine.events import Event, Stats
+from harmony_tui.engine.messages import PromptSetup
+from harmony_tui.engine.params import GenerationParams
+from harmony_tui.server.errors import APIError
+from harmony_tui.server.turns import Admission, AsyncTurn, raise_for_start
+
+DISCONNECT_POLL = 0.25  # seconds between disconnect checks of a non-streamed request
+FINGERPRINT = f"harmony-tui-{__version__}"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(data: Any) -> str:
+    """One server-sent event carrying ``data`` as JSON."""
+    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def sse_event(name: str, data: Any) -> str:
+    """A named server-sent event (the Responses API's typed events)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {name}\ndata: {body}\n\n"
+
+
+DONE = "data: [DONE]\n\n"
+
+
+@dataclass
+class ServerContext:
+    """Shared state of one app instance."""
+
+    engine: Any
+    setup: PromptSetup | Callable[[], PromptSetup] = field(default_factory=PromptSetup)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    models_dir: Path | None = None
+    max_queue: int = 64
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.max_queue)
+
+    def current_setup(self) -> PromptSetup:
+        """The base prompt setup for a request made now."""
+        return self.setup() if callable(self.setup) else self.setup
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def loaded(self) -> Any:
+        """The loaded model; 503 while none is loaded."""
+        loaded = self.engine.model
+        if loaded is None:
+            raise APIError(503, "no model is loaded yet; retry when /health reports a model",
+                           code="model_not_loaded")
+        return loaded
+
+    def model_for(self, name: str) -> Any:
+        """The loaded model if ``name`` names it; 404 otherwise."""
+        loaded = self.loaded()
+        if name in self.model_names(loaded):
+            return loaded
+        raise APIError(404, f"model {name!r} is not loaded; this server serves {loaded.name!r} "
+                       "(GET /v1/models lists it)", param="model", code="model_not_found")
+
+    @staticmethod
+    def model_names(loaded: Any) -> Sequence[str]:
+        return (loaded.name, str(loaded.path), loaded.path.name)
+
+    # -- turns ------------------------------------------------------------------------------------
+
+    async def start(self, turn_request: Any, request: Request) -> tuple[AsyncTurn, list[Event]]:
+        """Admit and submit a turn; wait until it started (errors before that become 4xx/5xx)."""
+        self.admission.acquire()
+        turn: AsyncTurn | None = None
+        try:
+            turn = AsyncTurn(self.engine, turn_request, asyncio.get_running_loop())
+            early = await turn.started()
+            raise_for_start(early)
+        except BaseException:
+            if turn is not None:
+                turn.cancel()
+            self.admission.release()
+            raise
+        return turn, early
+
+    async def collect(self, turn: AsyncTurn, request: Request, output: Any) -> bool:
+        """Feed the rest of a non-streamed turn to ``output``; False if the client left."""
+        try:
+            async for events in turn.batches(poll=DISCONNECT_POLL):
+                if not events:
+                    if await request.is_disconnected():
+                        return False
+                    continue
+                for event in events:
+                    output.feed(event)
+            return True
+        finally:
+            turn.cancel()
+            self.admission.release()
+
+
+def note(request: Request, **fields: Any) -> None:
+    """Add fields to this request's ``RequestRecord`` (see records.py)."""
+    info = getattr(request.state, "record", None)
+    if isinstance(info, dict):
+        info.update(fields)
+
+
+def note_stats(request: Request, stats: Stats | None, finish_reason: str | None) -> None:
+    if stats is not None:
+        note(request, prompt_tokens=stats.prompt_tokens, cached_tokens=stats.cached_tokens,
+             generated_tokens=stats.generation_tokens, tokens_per_s=round(stats.generation_tps, 2))
+    note(request, finish_reason=finish_reason)
+
+
+def now() -> int:
+    return int(time.time())
