@@ -399,6 +399,11 @@ class HarmonyApp(App[None]):
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"
         self.status.detail = ""
+        if self.prompt_config is not None and self.prompt_config.mlock:
+            try:
+                self.notify(await asyncio.wrap_future(self.engine.wire_weights()), timeout=5)
+            except Exception as err:
+                self.notify(f"mlock failed: {err}", severity="warning")
         if first and not self.conversation.entries:
             await self.conversation.add_note(welcome_text(loaded.name))
         elif not first:

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
         epilog="Without a command, the terminal app starts on the model (default: the built-in "
-        "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate (one answer, streamed to stdout), migrate-chat (convert "
+        "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate "
+        "(one answer, streamed to stdout), migrate-chat (convert "
         "mlx-harmony chat logs), demo-model (build it or list its prompts).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

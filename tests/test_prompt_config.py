@@ -98,3 +98,14 @@ def test_unknown_keys_warn_with_suggestions(tmp_path):
 def test_missing_file_and_non_mapping(tmp_path):
     assert error_of(tmp_path / "missing.yaml") == f"{tmp_path / 'missing.yaml'}: file not found"
     assert "expected a mapping" in error_of(write(tmp_path, "list.yaml", "- 1\n- 2\n"))
+
+
+def test_xtc_special_tokens_and_mlock_are_config_fields(tmp_path):
+    path = write(tmp_path, "p.yaml", "xtc_special_tokens: [10, 200002]\nmlock: true\n")
+    config, overrides, warnings = load_prompt_config(path)
+    assert warnings == [] and config.mlock is True
+    from harmony_tui.engine.params import GenerationParams
+
+    assert GenerationParams().updated(**overrides).xtc_special_tokens == (10, 200002)
+    bad = write(tmp_path, "bad.yaml", "xtc_special_tokens: [ten]\n")
+    assert "xtc_special_tokens" in error_of(bad)

@@ -58,7 +58,8 @@ def can_batch(loaded: LoadedModel) -> bool:
 def sampler_key(params: Any) -> tuple[Any, ...]:
     """Parameters that define a sampler: turns with equal keys share one (a batched call)."""
     return (params.temperature, params.top_p, params.top_k, params.min_p,
-            params.min_tokens_to_keep, params.xtc_probability, params.xtc_threshold)
+            params.min_tokens_to_keep, params.xtc_probability, params.xtc_threshold,
+            params.xtc_special_tokens)
 
 
 @dataclass
@@ -220,7 +221,9 @@ class BatchScheduler:
             key = sampler_key(params)
             sampler = self._samplers.get(key)
             if sampler is None:
-                sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens)
+                keep = fmt.keep_tokens if params.xtc_special_tokens is None \
+                    else params.xtc_special_tokens
+                sampler = build_sampler(params, fmt.vocab_size, keep)
             processors = build_logits_processors(params, fmt.vocab_size)
             decoder = engine.new_decoder(request, loaded, prompt)
         except HarmonyTuiError as err:

@@ -277,6 +277,35 @@ class Engine:
         for stream in streams:
             stream.cancel()
 
+    def wire_weights(self) -> Future[str]:
+        """Keep the loaded model's weights wired in memory (``mlock``; Metal only).
+
+        The future's result says what happened, in words for the person.
+        """
+        future: Future[str] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                import mlx.core as mx
+                from mlx.utils import tree_flatten
+
+                loaded = self._require_model()
+                if not mx.metal.is_available():
+                    future.set_result("mlock has no effect here: MLX runs on the CPU")
+                    return
+                size = sum(v.nbytes for _, v in tree_flatten(loaded.model.parameters()))
+                limit = mx.metal.device_info()["max_recommended_working_set_size"]
+                mx.set_wired_limit(min(size, limit))
+                future.set_result(f"{size / 2**30:.1f} GB of weights wired in memory"
+                                  + (" (capped by the GPU's working set)" if size > limit else ""))
+            except BaseException as err:
+                future.set_exception(err)
+
+        self._put(job)
+        return future
+
     def close(self, timeout: float = 10.0) -> None:
         """Cancel running turns and release the model (the shared generation thread lives on)."""
         if self._closed:
@@ -345,7 +374,9 @@ class Engine:
             self._stream = mx.new_stream(mx.default_device())
         fmt, params = loaded.format, request.params
         prompt, dropped_msgs, dropped_tokens, limit = self.prepare_prompt(request, loaded)
-        sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens)
+        sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
+                                if params.xtc_special_tokens is None
+                                else params.xtc_special_tokens)
         processors = build_logits_processors(params, fmt.vocab_size)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:

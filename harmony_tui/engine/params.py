@@ -51,6 +51,11 @@ class GenerationParams(BaseModel):
         0.1, ge=0.0, le=0.5, json_schema_extra=_extra(0.01),
         description="XTC: tokens above this probability are candidates for exclusion.",
     )
+    xtc_special_tokens: tuple[int, ...] | None = Field(
+        None, json_schema_extra=_extra(None, cli=False),
+        description="Token ids XTC never excludes (default: the model's newline and end "
+        "tokens).",
+    )
     repetition_penalty: float = Field(
         1.0, gt=0.0, le=10.0, json_schema_extra=_extra(0.05),
         description="Divide the logits of recently seen tokens by this (1 disables).",
