@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.messages import AssistantMessage
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
+from harmony_tui.widgets.requests import RequestsPane
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
 
@@ -82,6 +84,8 @@ APP_BINDINGS = [
     Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
     Binding("ctrl+t", "pick_theme", "Theme", show=False, id="pick_theme"),
     Binding("ctrl+s", "sessions", "Chats", id="sessions"),
+    Binding("ctrl+g", "toggle_server", "API server", id="toggle_server"),
+    Binding("f12", "toggle_pane('requests')", "Requests", show=False, id="toggle_requests"),
 ]
 
 ACTION_HELP = {
@@ -98,9 +102,19 @@ ACTION_HELP = {
     "pick_model": "Load another model (demo, ./models, Hugging Face cache)",
     "pick_theme": "Choose a theme",
     "sessions": "Saved chats: open, search, rename, delete, export",
+    "toggle_server": "Start or stop the OpenAI-compatible API server on the loaded model",
+    "toggle_pane('requests')": "Show or hide the API requests pane",
     "stop": "Stop generating (keeps the partial answer)",
     "help": "Show keys and commands",
 }
+
+
+class ApiRequest(TextualMessage):
+    """A request record from the embedded server (posted from its thread)."""
+
+    def __init__(self, record) -> None:
+        super().__init__()
+        self.record = record
 
 
 class LoadProgress(TextualMessage):
@@ -180,6 +194,7 @@ class HarmonyApp(App[None]):
             self.session = self.new_session()
         self.seeded_once = False
         self.param_origins: dict[str, str] = dict(settings.origins) if settings else {}
+        self.server = None  # the embedded API server while it runs
         tools_config = tools or (settings.prompt.tools if settings else ToolsConfig())
         self.toolset = ToolSet(tools_config)
         self.engine = Engine(models_dir=models_dir)
@@ -205,6 +220,7 @@ class HarmonyApp(App[None]):
             with Vertical(id="side"):
                 yield ThinkingPane(id="thinking")
                 yield ToolCallsPane(id="tools")
+                yield RequestsPane(id="requests")
                 yield SettingsSidebar(self.params, id="settings")
         yield StatusBar(id="status")
         yield Footer()
@@ -349,12 +365,14 @@ class HarmonyApp(App[None]):
                 self.query_one(f"#{name}").display = wide
         if "tools" not in self._panes_user_set:
             self.tools.display = wide and bool(self.tools.entries)
+        if "requests" not in self._panes_user_set:
+            self.query_one(RequestsPane).display = wide and self.server is not None
         self._update_side()
 
     def _update_side(self) -> None:
         side = self.query_one("#side")
         side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
-                                                                         "settings"))
+                                                                         "requests", "settings"))
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -529,7 +547,9 @@ class HarmonyApp(App[None]):
                 due.set()
                 loop.call_soon_threadsafe(wake.set)
 
-        stream = self.engine.submit(request, notify=notify)
+        # While the API server runs, chat turns join its batch instead of pausing it.
+        submit = self.engine.submit_batched if self.server is not None else self.engine.submit
+        stream = submit(request, notify=notify)
         self.turn = Turn(stream, widget, wake, due, recorder, calls=calls)
         self.status.state = "prefill"
         self.status.ttft = self.status.tps = None
@@ -714,6 +734,55 @@ class HarmonyApp(App[None]):
 
         return ask
 
+    # -- embedded API server ----------------------------------------------------------------------
+
+    async def action_toggle_server(self) -> None:
+        """Start the API server on the loaded model, or stop it."""
+        if self.server is not None:
+            server, self.server = self.server, None
+            await asyncio.to_thread(server.stop)
+            self.status.server_url = ""
+            self.notify("API server stopped", timeout=3)
+            self._layout_panes(self.size.width)
+            return
+        if not self.model_ready:
+            self.notify("Load a model before starting the API server", severity="warning")
+            return
+        from harmony_tui.server.runner import EmbeddedServer
+
+        options = self.run_settings.user.server if self.run_settings else None
+        prompt = self.prompt_config
+
+        def setup():
+            return prompt.setup(self.expand) if prompt is not None else self.setup_prompt
+
+        server = EmbeddedServer(
+            self.engine, host=options.host if options else "127.0.0.1",
+            port=options.port if options else 8000,
+            api_key=(options.api_key if options else None) or os.environ.get(
+                "HARMONY_TUI_API_KEY"),
+            cors_origins=options.cors_origins if options else (),
+            on_request=lambda record: self.post_message(ApiRequest(record)),
+            setup=setup, params=self.params, models_dir=self.models_dir)
+        try:
+            await asyncio.to_thread(server.start)
+        except Exception as err:
+            self.notify(f"API server not started: {err}", severity="error", timeout=10)
+            return
+        self.server = server
+        self.status.server_url = f"{server.url}/v1"
+        key = " (API key required)" if server.api_key else ""
+        self.notify(f"API server at {server.url}/v1{key}", timeout=8)
+        logger.info("API server started at %s", server.url)
+        if "requests" not in self._panes_user_set and self.size.width >= WIDE:
+            self.query_one(RequestsPane).display = True
+            self._update_side()
+
+    def on_api_request(self, message: ApiRequest) -> None:
+        self.query_one(RequestsPane).show(message.record)
+        if message.record.state != "running":
+            logger.info("api %s", message.record.log_line())
+
     @work(group="tools-start")
     async def start_tools(self, toolset: ToolSet) -> None:
         """Connect the MCP servers of the config (in the background); failures are shown."""
@@ -781,13 +850,15 @@ class HarmonyApp(App[None]):
             messages,
             panes,
             prompt_input,
+            requests,
             settings,
             status_bar,
         )
 
         return [("Prompt", prompt_input.HELP), ("Conversation", conversation.HELP),
                 ("Answers", messages.HELP), ("Thinking pane", panes.THINKING_HELP),
-                ("Tool calls pane", panes.TOOLS_HELP), ("Settings sidebar", settings.HELP),
+                ("Tool calls pane", panes.TOOLS_HELP),
+                ("API requests pane", requests.REQUESTS_HELP), ("Settings sidebar", settings.HELP),
                 ("Status bar", status_bar.HELP)]
 
     async def action_regenerate(self) -> None:
@@ -884,6 +955,9 @@ class HarmonyApp(App[None]):
                                     ACTION_HELP[binding.action],
                                     lambda action=binding.action: self.run_action(action))
         yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+        server = "stop" if self.server is not None else "start"
+        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
+                            self.action_toggle_server)
         for name in ("python", "browser", "apply_patch"):
             state = "on" if getattr(self.toolset.config, name) is not None else "off"
             yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
@@ -896,6 +970,9 @@ class HarmonyApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await asyncio.to_thread(server.stop)
         self.engine.close(timeout=5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.toolset.aclose(), 5)

@@ -8,7 +8,8 @@ from textual.widgets import Static
 
 HELP = """\
 Model · state (loading, idle, prefill, generating, tool) · time to first token · tokens per
-second · prompt and generated tokens · context used of the limit · peak memory.
+second · prompt and generated tokens · context used of the limit · peak memory · the API
+server's address while it runs.
 """
 
 
@@ -27,6 +28,7 @@ class StatusBar(Static):
     context_limit: reactive[int | None] = reactive(None)
     peak_gb: reactive[float | None] = reactive(None)
     detail: reactive[str] = reactive("")
+    server_url: reactive[str] = reactive("")
 
     def render(self) -> Text:
         parts: list[tuple[str, str]] = [(self.model_name or "no model", "bold"),
@@ -44,6 +46,8 @@ class StatusBar(Static):
                 parts.append((f"ctx {used}/{self.context_limit}", ""))
         if self.peak_gb is not None:
             parts.append((f"peak {self.peak_gb:.2f} GB", ""))
+        if self.server_url:
+            parts.append((f"API {self.server_url}", "bold"))
         text = Text()
         for index, (part, style) in enumerate(parts):
             if index:
