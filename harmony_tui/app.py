@@ -279,6 +279,8 @@ class HarmonyApp(App[None]):
         session.log.profile = self.run_settings.profile if self.run_settings else None
         if self.run_settings and self.run_settings.prompt_config_path:
             session.log.prompt_config = str(self.run_settings.prompt_config_path)
+        if self.prompt_config is not None:
+            session.log.prompt = self.prompt_config.model_dump(mode="json", exclude_defaults=True)
         return session
 
     def expand(self, text: str) -> str:
@@ -298,11 +300,12 @@ class HarmonyApp(App[None]):
                 f"Resumed {self.session.path.name if self.session.path else 'chat'} "
                 f"({len(records)} messages).")
         elif self.prompt_config and self.prompt_config.assistant_greeting:
+            from harmony_tui.widgets.conversation import Entry
+
             text = self.expand(self.prompt_config.assistant_greeting)
             self.session.add_greeting(text)
-            widget = await self.conversation.add_assistant(self.model_name)
-            await widget.append_answer(text)
-            await widget.finish(None)
+            await self.conversation.load_entries([Entry("assistant", text,
+                                                        model=self.model_name)])
 
     async def open_chat(self, session: ChatSession) -> None:
         """Switch to another chat (from the sessions screen)."""

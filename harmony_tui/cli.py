@@ -203,10 +203,15 @@ def read_prompt(value: str) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from harmony_tui.errors import ChatFileError
     from harmony_tui.oneshot import run_generate
 
     prompt = read_prompt(args.prompt)
-    settings = resolve_settings(args)
+    try:
+        settings = resolve_settings(args)
+    except ChatFileError as err:
+        raise ChatFileError(f"{err} (the file was left untouched; --chat with another name "
+                            "starts a new chat)") from err
     return run_generate(settings, prompt, json_mode=args.json, show_thinking=args.show_thinking,
                         flagged=tool_flags(args), progress=ProgressPrinter(), prog=PROG)
 

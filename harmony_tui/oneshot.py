@@ -121,19 +121,24 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
             recorder = session.begin_turn(settings.model,
                                           settings.params.model_dump(mode="json"))
             events: list[Event] = []
-            for event in engine.stream(session.messages, setup, settings.params,
-                                       today=clock.today()):
-                events.append(event)
-                printer.event(event)
-                if isinstance(event, MessageDone):
-                    recorder.add(event.message)
-                elif isinstance(event, TurnEnd):
-                    stats = next((e for e in events if isinstance(e, Stats)), None)
-                    recorder.finish(list(event.messages), stats.to_dict() if stats else None,
-                                    event.reason)
-                    logger.info("generate: turn ended: %s %s", event.reason,
-                                stats.to_dict() if stats else "")
-                    break
+            stream = engine.stream(session.messages, setup, settings.params,
+                                   today=clock.today())
+            try:
+                for event in stream:
+                    events.append(event)
+                    printer.event(event)
+                    if isinstance(event, MessageDone):
+                        recorder.add(event.message)
+                    elif isinstance(event, TurnEnd):
+                        stats = next((e for e in events if isinstance(e, Stats)), None)
+                        recorder.finish(list(event.messages),
+                                        stats.to_dict() if stats else None, event.reason)
+                        logger.info("generate: turn ended: %s %s", event.reason,
+                                    stats.to_dict() if stats else "")
+                        break
+            except KeyboardInterrupt:
+                save_partial(stream, recorder)
+                raise
             all_events.extend(events)
             end = events[-1] if events and isinstance(events[-1], TurnEnd) else None
             if end is None or end.reason != "call" or not end.tool_calls or not toolset.enabled:
@@ -180,13 +185,32 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
         engine.close()
 
 
+def save_partial(stream: Any, recorder: Any, timeout: float = 5.0) -> None:
+    """Ctrl+C: stop the turn and save what it produced (marked cancelled)."""
+    import time
+
+    stream.cancel()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = stream.get(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:
+            return
+        if isinstance(event, MessageDone):
+            recorder.add(event.message)
+        elif isinstance(event, TurnEnd):
+            recorder.finish(list(event.messages), None, "cancelled")
+            return
+
+
 def open_session(settings: Settings) -> ChatSession:
     """The chat of ``--chat`` (resumed or new), or an unsaved one."""
     from harmony_tui.sessions.chat_log import ChatLog
 
     if settings.chat_path is None:
         return ChatSession()
-    log = settings.chat_log or ChatLog(profile=settings.profile,
-                                       prompt_config=str(settings.prompt_config_path)
-                                       if settings.prompt_config_path else None)
+    log = settings.chat_log or ChatLog(
+        profile=settings.profile,
+        prompt_config=str(settings.prompt_config_path) if settings.prompt_config_path else None,
+        prompt=settings.prompt.model_dump(mode="json", exclude_defaults=True))
     return ChatSession(log, settings.chat_path)

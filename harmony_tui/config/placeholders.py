@@ -24,15 +24,19 @@ FIXED_TIME_ENV = "HARMONY_TUI_FIXED_TIME"
 _ANGLE = re.compile(r"<\|([A-Za-z_][A-Za-z0-9_]*)\|>")
 _CURLY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_NAMES = ("DATE", "DATETIME", "TIME", "TIMEZ", "TIMEA", "TIMEU")
+EXPECTED_TIME = "expected an ISO 8601 date-time such as 2026-01-31T09:30:00+01:00"
 
 
 def parse_fixed_time(text: str, source: str = FIXED_TIME_ENV) -> _dt.datetime:
-    """An ISO 8601 date-time; without an offset it is taken as local time."""
+    """An ISO 8601 date-time; without an offset it is taken as local time.
+
+    The ValueError says only what is expected: the caller names ``source`` and the value
+    (pydantic validators and ``Clock.from_env`` both do), so the message never repeats them.
+    """
     try:
         value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as err:
-        raise ValueError(f"{source}={text!r}: expected an ISO 8601 date-time such as "
-                         "2026-01-31T09:30:00+01:00") from err
+        raise ValueError(EXPECTED_TIME) from err
     return value if value.tzinfo else value.astimezone()
 
 
@@ -44,9 +48,18 @@ class Clock:
 
     @classmethod
     def from_env(cls, fixed_time: str | None = None) -> Clock:
-        """Fixed by ``fixed_time`` (config) or the environment variable, else the system."""
+        """Fixed by ``fixed_time`` (config) or the environment variable, else the system.
+
+        A value that is not a date-time raises ConfigError (one line, exit status 2).
+        """
+        source = "fixed_time" if fixed_time else FIXED_TIME_ENV
         text = fixed_time or os.environ.get(FIXED_TIME_ENV)
-        return cls(parse_fixed_time(text) if text else None)
+        try:
+            return cls(parse_fixed_time(text, source) if text else None)
+        except ValueError as err:
+            from harmony_tui.errors import ConfigError
+
+            raise ConfigError(f"{source}={text!r}: {err}") from err
 
     def now(self) -> _dt.datetime:
         """The current local time, aware of its zone."""

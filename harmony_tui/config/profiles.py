@@ -18,16 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
-from harmony_tui.config.prompt_config import ALL_KEYS, describe_validation_error
+from harmony_tui.config.prompt_config import describe_validation_error, parse_prompt_config
 from harmony_tui.errors import ConfigError
 
 PROFILES_NAME = "profiles.yaml"
+PATH_OVERRIDES = ("logs_dir", "chats_dir", "tools")  # anchored at the profiles file
 
 
 class Profile(BaseModel):
     """One profile."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(None, description="Model folder, name under models_dir, Hugging "
                               "Face repo id or 'demo'.")
@@ -67,20 +68,23 @@ def load_profiles(path: Path) -> tuple[dict[str, Profile], list[str]]:
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: expected a mapping with model, prompt_config, "
                               f"overrides; found {type(body).__name__}")
+        warnings += unknown_key_warnings(body, Profile.model_fields, source)
         try:
             profile = Profile.model_validate(body)
         except ValidationError as err:
-            first = err.errors()[0]
-            if first["type"] == "extra_forbidden":
-                raise ConfigError(f"{source}: unknown key {first['loc'][0]!r} (expected model, "
-                                  "prompt_config, description, overrides)") from err
             raise ConfigError(describe_validation_error(err, source, body)) from err
-        warnings += unknown_key_warnings(profile.overrides, ALL_KEYS, f"{source} overrides")
         base = path.parent
+        # Overrides are checked here, where the file is known, and their paths anchored at it.
+        anchored, _generation, found = parse_prompt_config(profile.overrides,
+                                                           f"{source} overrides", base)
+        warnings += found
+        overrides = {key: getattr(anchored, key) if key in PATH_OVERRIDES else value
+                     for key, value in profile.overrides.items()}
         profiles[str(name)] = profile.model_copy(update={
             "model": resolve_model_spec(profile.model, base) if profile.model else None,
             "prompt_config": resolve_path(profile.prompt_config, base)
             if profile.prompt_config else None,
+            "overrides": overrides,
         })
     return profiles, warnings
 

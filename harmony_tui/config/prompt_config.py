@@ -115,7 +115,7 @@ class PromptConfig(BaseModel):
     @classmethod
     def _iso_time(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_fixed_time(value, "fixed_time")
+            parse_fixed_time(value)
         return value
 
     @field_validator("placeholders", mode="before")

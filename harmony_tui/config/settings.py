@@ -71,10 +71,12 @@ def resolve(choices: Choices, user: UserConfig | None = None, *,
 
     profile: Profile | None = None
     profile_name = choices.profile or user.profile
+    profile_source = f"profile {profile_name!r}"
     if profile_name:
         path = choices.profiles_file or (Path(user.profiles_file) if user.profiles_file
                                          else default_profiles_path())
         profile, found = pick_profile(profile_name, path)
+        profile_source = f"{Path(path).expanduser()}: profile {profile_name!r}"
         warnings += found
 
     prompt_path = choices.prompt_config or (profile.prompt_config if profile else None) or (
@@ -88,7 +90,7 @@ def resolve(choices: Choices, user: UserConfig | None = None, *,
 
     if profile is not None and profile.overrides:
         prompt_part = {k: v for k, v in profile.overrides.items() if k in PROMPT_KEYS}
-        source = f"profile {profile_name!r} overrides"
+        source = f"{profile_source} overrides"
         try:
             prompt = PromptConfig.model_validate({**prompt.model_dump(), **prompt_part})
         except ValidationError as err:
@@ -119,8 +121,8 @@ def resolve(choices: Choices, user: UserConfig | None = None, *,
             if origin == "command line":
                 msg = err.errors()[0]["msg"].removeprefix("Value error, ").lower()
                 raise ConfigError(f"--{name.replace('_', '-')}={value}: {msg}") from err
-            where = {"chat": f"chat {choices.chat}", "profile": f"profile {profile_name!r}"
-                     }.get(origin, origin)
+            where = {"chat": str(chat_file), "profile": f"{profile_source} overrides",
+                     "prompt config": str(prompt_path)}.get(origin, origin)
             raise ConfigError(describe_validation_error(err, where, {name: value})) from err
         origins[name] = origin
     for name in GENERATION_KEYS:

@@ -23,7 +23,7 @@ STATE_NAME = "state.json"
 class ServerSettings(BaseModel):
     """Defaults of the OpenAI-compatible server (``--serve`` and the embedded one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # unknown keys are warned about on load
 
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to bind")
@@ -85,6 +85,9 @@ def load_user_config(path: Path | None = None) -> tuple[UserConfig, list[str]]:
         return UserConfig(), []
     data = read_mapping(path)
     warnings = unknown_key_warnings(data, UserConfig.model_fields, str(path))
+    if isinstance(data.get("server"), dict):
+        warnings += unknown_key_warnings(data["server"], ServerSettings.model_fields,
+                                         f"{path}: server")
     try:
         config = UserConfig.model_validate(data)
     except ValidationError as err:

@@ -13,6 +13,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harmony_tui import paths
 from harmony_tui.errors import ChatFileError
+from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.export import to_markdown
 from harmony_tui.sessions.store import (
     ChatSummary,
@@ -21,10 +22,12 @@ from harmony_tui.sessions.store import (
     list_chats,
     read_chat,
     rename_chat,
+    title_for_name,
 )
 
-HELP = ("Type to search titles and text. Enter opens the chat; F2 renames; Del deletes (asks "
-        "first); Ctrl+E exports to Markdown beside the chat; Esc closes.")
+HELP = ("Type to search titles and text; ↓ moves to the list. Enter opens the chat; F2 renames; "
+        "Del (in the list) deletes, asking first; Ctrl+E exports to Markdown beside the chat; "
+        "Esc closes.")
 
 
 def matches(row: ChatSummary, query: str) -> bool:
@@ -89,7 +92,8 @@ class SessionsScreen(ModalScreen[Path | None]):
         Binding("escape", "close", "Close", id="sessions.close"),
         Binding("f2", "rename", "Rename", id="sessions.rename"),
         Binding("delete", "delete", "Delete", id="sessions.delete"),
-        Binding("ctrl+e", "export", "Export", id="sessions.export"),
+        # Priority: the search box would otherwise take Ctrl+E as "cursor to end".
+        Binding("ctrl+e", "export", "Export", id="sessions.export", priority=True),
     ]
 
     def __init__(self, chats_dir: Path, current: Path | None = None) -> None:
@@ -191,6 +195,12 @@ class SessionsScreen(ModalScreen[Path | None]):
                 return
             if self.current is not None and row.path == self.current:
                 self.current = target
+                # The open chat must keep saving under its new name (and title), or its next
+                # message would bring the old file back and leave the renamed one behind.
+                session = getattr(self.app, "session", None)
+                if isinstance(session, ChatSession) and session.path == row.path:
+                    session.path = target
+                    session.log.title = title_for_name(name)
                 self.app.post_message(ChatRenamed(row.path, target))
             self.notify(f"Renamed to {target.name}")
             self.reload()

@@ -59,8 +59,12 @@ class ChatSession:
     # -- writing --------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the chat file now (no-op without a path or before the first message)."""
-        if self.path is not None and self.log.messages:
+        """Write the chat file now.
+
+        A no-op without a path, and while the chat holds nothing but the config's greeting:
+        starting the app (or a new chat) and leaving leaves no empty chat behind.
+        """
+        if self.path is not None and any(not r.greeting for r in self.log.messages):
             write_chat(self.path, self.log)
             self.saves += 1
 
@@ -83,16 +87,38 @@ class ChatSession:
         return TurnRecorder(self, model, params if changed else None)
 
     def add_assistant(self, messages: Iterable[Message], **meta: Any) -> None:
-        """Record a whole turn at once (also a partial turn that was stopped)."""
-        recorder = TurnRecorder(self, meta.pop("model", None), meta.pop("params", None))
+        """Record a whole turn at once (also a partial turn that was stopped).
+
+        ``model`` and ``params`` (optional) are kept as ``begin_turn`` keeps them, so a
+        resumed chat knows its model and settings.
+        """
+        model, params = meta.pop("model", None), meta.pop("params", None)
+        if params is not None:
+            recorder = self.begin_turn(model, params)
+        else:
+            recorder = TurnRecorder(self, model, None)
+            if model is not None:
+                self.log.model = model
         recorder.finish(list(messages), **meta)
 
     def add_tool_result(self, result: Message, tool_call_id: str | None = None,
                         is_error: bool = False) -> ChatRecord:
+        if tool_call_id:
+            self._link_call(result.name, tool_call_id)
         record = self.log.append(ChatRecord.from_message(
             result, None, tool_call_id=tool_call_id, is_error=is_error or None))
         self.save()
         return record
+
+    def _link_call(self, recipient: str | None, call_id: str) -> None:
+        """Give the call this result answers its id (the recorder saw only the message)."""
+        for record in reversed(self.log.path()):
+            if record.role == "user":
+                return
+            if record.role == "assistant" and record.recipient and record.tool_call_id is None \
+                    and (recipient is None or record.recipient == recipient):
+                record.tool_call_id = call_id
+                return
 
     def drop_last_reply(self) -> bool:
         """Go back to the last user message (to regenerate); False if there is none."""

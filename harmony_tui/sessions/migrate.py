@@ -29,22 +29,35 @@ UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def to_utc_iso(value: Any, fallback: str) -> str:
-    """mlx-harmony timestamps (``{unix, iso}``, ISO text or a number) as UTC ISO 8601."""
-    stamp: _dt.datetime | None = None
+    """mlx-harmony timestamps (``{unix, iso}``, ISO text or a number) as UTC ISO 8601.
+
+    Of ``{unix, iso}`` the ``iso`` text wins: mlx-harmony computed ``unix`` from a naive
+    ``utcnow()``, which is off by the machine's UTC offset; its ``iso`` is the true UTC time.
+    """
     if isinstance(value, dict):
-        value = value.get("unix", value.get("iso"))
-    if isinstance(value, int | float):
-        stamp = _dt.datetime.fromtimestamp(float(value), _dt.UTC)
-    elif isinstance(value, str):
-        try:
-            stamp = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            stamp = None
-        if stamp is not None and stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=_dt.UTC)  # mlx-harmony wrote utcnow() without a zone
+        stamp = _parse_stamp(value.get("iso")) or _parse_stamp(value.get("unix"))
+    else:
+        stamp = _parse_stamp(value)
     if stamp is None:
         return fallback
     return stamp.astimezone(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_stamp(value: Any) -> _dt.datetime | None:
+    """An aware datetime from ISO text (naive means UTC) or a Unix time; None if neither."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return _dt.datetime.fromtimestamp(float(value), _dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    # mlx-harmony wrote utcnow() without a zone: naive times are UTC.
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
 
 
 def known_params(hyper: Any) -> dict[str, Any]:

@@ -169,13 +169,18 @@ def list_chats(chats_dir: Path) -> list[ChatSummary]:
     return rows
 
 
+def title_for_name(name: str) -> str:
+    """The title a chat gets when it is renamed to ``name``."""
+    return name.strip().removesuffix(".json")
+
+
 def rename_chat(path: Path, new_name: str) -> Path:
     """Rename the file and set the title; refuses to replace another chat."""
     target = chat_path(new_name, path.parent)
     if target.exists() and target != path:
         raise ChatFileError(f"{target}: a chat with that name already exists")
     log = read_chat(path)
-    log.title = new_name.strip().removesuffix(".json")
+    log.title = title_for_name(new_name)
     write_chat(target, log)
     if target != path:
         path.unlink()
