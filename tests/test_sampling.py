@@ -187,3 +187,10 @@ def test_engine_max_tokens_limits_generation(llama_engine):
                                                               logit_bias={65: 50.0}))
     assert reply.reason == "length"
     assert reply.stats.generation_tokens == 3
+
+
+def test_engine_xtc_special_tokens_setting_reaches_the_sampler(llama_engine, greedy):
+    every_token = tuple(range(llama_engine.model.format.vocab_size))
+    # XTC may never exclude a protected token: protecting all of them turns it off.
+    assert generate(llama_engine, temperature=0.01, xtc_probability=1.0, xtc_threshold=0.0,
+                    xtc_special_tokens=every_token, seed=5) == greedy
