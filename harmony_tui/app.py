@@ -72,13 +72,13 @@ APP_BINDINGS = [
     Binding("escape", "stop", "Stop", id="stop"),
     Binding("f1", "help", "Help", id="help"),
     Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
-    Binding("ctrl+o", "edit_last", "Edit last", id="edit_last"),
+    Binding("ctrl+o", "edit_last", "Edit last", show=False, id="edit_last"),
     Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
     Binding("f8", "copy_answer", "Copy answer", show=False, id="copy_answer"),
     Binding("f9", "copy_code", "Copy code", show=False, id="copy_code"),
-    Binding("f2", "toggle_pane('thinking')", "Thinking", id="toggle_thinking"),
-    Binding("f3", "toggle_pane('tools')", "Tools", id="toggle_tools"),
-    Binding("f4", "toggle_pane('settings')", "Settings", id="toggle_settings"),
+    Binding("f2", "toggle_pane('thinking')", "Thinking", show=False, id="toggle_thinking"),
+    Binding("f3", "toggle_pane('tools')", "Tools", show=False, id="toggle_tools"),
+    Binding("f4", "toggle_pane('settings')", "Settings", show=False, id="toggle_settings"),
     Binding("f5", "focus_settings", "Edit settings", show=False, id="focus_settings"),
     Binding("f6", "focus_prompt", "Prompt", show=False, id="focus_prompt"),
     Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
@@ -304,8 +304,8 @@ class HarmonyApp(App[None]):
 
             text = self.expand(self.prompt_config.assistant_greeting)
             self.session.add_greeting(text)
-            await self.conversation.load_entries([Entry("assistant", text,
-                                                        model=self.model_name)])
+            await self.conversation.load_entries([Entry(
+                "assistant", text, model=self.model_name or self.model_spec)])
 
     async def open_chat(self, session: ChatSession) -> None:
         """Switch to another chat (from the sessions screen)."""

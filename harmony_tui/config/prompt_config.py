@@ -9,6 +9,7 @@ when each turn is rendered, so ``<|DATE|>`` is always today's date.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -157,7 +158,8 @@ class PromptConfig(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 value = Path(value).expanduser()
-                changes[name] = value if value.is_absolute() else (base / value)
+                changes[name] = value if value.is_absolute() else Path(
+                    os.path.normpath(base / value))
         changes["tools"] = self.tools.resolve_paths(base)
         return self.model_copy(update=changes)
 
