@@ -751,9 +751,13 @@ class HarmonyApp(App[None]):
         if not self.model_ready:
             self.notify("Load a model before starting the API server", severity="warning")
             return
+        from harmony_tui.server.cli_args import server_toolset
         from harmony_tui.server.runner import EmbeddedServer
 
         options = self.run_settings.user.server if self.run_settings else None
+        # Built-in tools the server runs itself (server.tools); its own set, on its own loop.
+        tools = server_toolset(tuple(options.tools) if options else (),
+                               self.prompt_config.tools if self.prompt_config else None)
         prompt = self.prompt_config
 
         def setup():
@@ -766,7 +770,7 @@ class HarmonyApp(App[None]):
                 "HARMONY_TUI_API_KEY"),
             cors_origins=options.cors_origins if options else (),
             on_request=lambda record: self.post_message(ApiRequest(record)),
-            setup=setup, params=self.params, models_dir=self.models_dir)
+            setup=setup, params=self.params, models_dir=self.models_dir, tools=tools)
         try:
             await asyncio.to_thread(server.start)
         except Exception as err:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from pydantic import ValidationError
 
 from harmony_tui.tools.base import Tool, ToolInvocation, run_safely
@@ -308,3 +309,33 @@ def test_extract_code_and_model_description() -> None:
     stateful = PythonTool(PythonToolSettings(stateful=True, timeout_s=12))
     assert "persist" in stateful.model_description() and "12 seconds" in (
         stateful.model_description())
+
+
+async def test_forget_chat_kills_the_interpreter_and_removes_its_folder(tmp_path):
+    from harmony_tui.tools.base import ToolInvocation
+    from harmony_tui.tools.python_tool import PythonTool, PythonToolSettings
+
+    tool = PythonTool(PythonToolSettings(stateful=True, timeout_s=20))
+    try:
+        result = await tool.run(ToolInvocation("python", "import os; print(os.getcwd())",
+                                               "c1", "chat-a"))
+        folder = result.text.strip()
+        pid = result.details["pid"]
+        assert os.path.isdir(folder)
+        tool.forget_chat("chat-a")
+        assert not os.path.exists(folder)
+        wait_until(lambda: not _alive(pid), timeout=10, message="the interpreter to exit")
+    finally:
+        await tool.aclose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie that was killed counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True

@@ -78,7 +78,7 @@ def test_each_layer_wins_over_the_ones_below(layers):
         "top_p": "chat", "min_p": "command line", "seed": "default", "model": "chat"}
     assert settings.model == "chat-model"
     assert settings.prompt.developer_instructions == "from the profile"
-    assert settings.chats_dir == root / "prompts" / ".." / "chats"  # the prompt config's
+    assert settings.chats_dir == root / "chats"  # the prompt config's, normalised
     assert settings.chat_path == settings.chats_dir / "resumed.json"
     assert settings.chat_log is not None and settings.chat_log.messages[0].content == "hello"
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
@@ -29,6 +29,18 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="port to bind")
     api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY'")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    tools: list[str] = Field(default_factory=list, description="built-in tools the server runs "
+                             "itself for API requests (python, browser); others are returned "
+                             "to the client as tool calls")
+
+    @field_validator("tools")
+    @classmethod
+    def _builtin_only(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in ("python", "browser"):
+                raise ValueError(f"{name!r} is not a built-in tool the server can run "
+                                 "(python, browser)")
+        return value
 
 
 class UserConfig(BaseModel):

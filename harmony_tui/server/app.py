@@ -38,6 +38,7 @@ def create_app(
     params: GenerationParams | None = None,
     models_dir: Path | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    tools: Any = None,
 ) -> FastAPI:
     """The API app for ``engine``.
 
@@ -46,9 +47,14 @@ def create_app(
     sampling fields and tools override them). ``max_queue`` bounds the generation requests
     running or waiting at once; more get 429. ``on_request`` receives a ``RequestRecord`` when
     each request starts and ends, on the server thread.
+
+    ``tools`` (a ``ToolSet`` of built-in tools, see ``tool_loop.py``) are declared to the model
+    in chat and Responses requests, and the server runs their calls itself; without it every
+    tool call goes back to the client. The app never closes the tool set: its owner does, on
+    the server's event loop (``runner.serve_until_stopped``).
     """
     ctx = ServerContext(engine, setup or PromptSetup(), params or GenerationParams(),
-                        models_dir, max_queue)
+                        models_dir, max_queue, tools)
     app = FastAPI(
         title="harmony-tui API",
         version=__version__,

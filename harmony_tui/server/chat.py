@@ -36,6 +36,7 @@ from harmony_tui.server.schemas import (
     CompletionRequest,
     ErrorResponse,
 )
+from harmony_tui.server.tool_loop import declare
 from harmony_tui.server.turns import AsyncTurn
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -47,6 +48,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 STREAM_FAILED = APIError(500, "internal server error; the server log has the details",
                          type="server_error")
+REASONING_SEPARATOR = "\n\n"  # between the reasoning of sub-turns split by server tool calls
 STREAM_DOC = {"text/event-stream": {"schema": {"type": "string", "description":
                                                "server-sent events, ending with data: [DONE]"}}}
 
@@ -82,11 +84,13 @@ def build_router(ctx: ServerContext) -> APIRouter:
             vocab_size=loaded.format.vocab_size,
             reasoning_effort=body.reasoning_effort or (body.reasoning and body.reasoning.effort))
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        setup = chat_setup(ctx.current_setup(), body)
+        setup = declare(ctx.tools, chat_setup(ctx.current_setup(), body), body.tool_choice)
         turn_request = TurnRequest(chat_messages(body), setup, params,
                                    stop=stop_strings(body.stop), logprobs=logprobs)
         output = ChatOutput(logprobs=logprobs)
-        turn, early = await ctx.start(turn_request, request)
+        turn, early = await ctx.start(turn_request, request,
+                                      run_tools=body.tool_choice != "none",
+                                      reasoning_separator=REASONING_SEPARATOR)
         meta = {"id": new_id("chatcmpl"), "created": now(), "model": loaded.name,
                 "system_fingerprint": FINGERPRINT}
         if body.stream:
@@ -177,14 +181,14 @@ def prompt_tokens(prompt: Any, fmt: Any) -> list[int]:
     return tokens
 
 
-async def _events(early: list[Event], turn: AsyncTurn) -> AsyncIterator[list[Event]]:
+async def _events(early: list[Event], turn: AsyncTurn | Any) -> AsyncIterator[list[Event]]:
     if early:
         yield early
     async for events in turn.batches():
         yield events
 
 
-async def _chat_stream(ctx: ServerContext, turn: AsyncTurn, early: list[Event],
+async def _chat_stream(ctx: ServerContext, turn: AsyncTurn | Any, early: list[Event],
                        output: ChatOutput, meta: dict[str, Any], include_usage: bool,
                        request: Request) -> AsyncIterator[str]:
     base = {**meta, "object": "chat.completion.chunk"}

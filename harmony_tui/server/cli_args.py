@@ -3,6 +3,10 @@
 Precedence for host, port, API key and CORS origins: flag > environment
 (``HARMONY_TUI_API_KEY``) > the user config's ``server`` section > defaults (127.0.0.1:8000, no
 key, no CORS). The model, prompt setup and generation settings resolve as for the TUI.
+
+Built-in tools run for API requests only when enabled for the server explicitly: ``--server-tools
+python,browser`` or ``tools`` in the user config's ``server`` section (none by default); their
+settings come from the prompt config's ``tools`` section when it has them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,29 @@ from typing import Any
 
 API_KEY_ENV = "HARMONY_TUI_API_KEY"
 PROG = "harmony-tui"
+SERVER_TOOLS = ("python", "browser")
+
+
+def parse_server_tools(text: str) -> tuple[str, ...]:
+    """``"python,browser"`` -> ``("python", "browser")``; ``""`` or ``"none"`` -> ``()``.
+
+    ValueError naming the unknown entry otherwise (argparse reports it as a one-line error).
+    """
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if names == ["none"]:
+        return ()
+    for name in names:
+        if name not in SERVER_TOOLS:
+            raise ValueError(f"unknown tool {name!r}; expected a comma list of "
+                             f"{', '.join(SERVER_TOOLS)} (or none)")
+    return tuple(dict.fromkeys(names))
+
+
+def _server_tools_type(text: str) -> tuple[str, ...]:
+    try:
+        return parse_server_tools(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +64,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-queue", type=int, default=None, metavar="N",
                        help="most generation requests running or waiting at once; more get "
                        "HTTP 429 (default: 64)")
+    group.add_argument("--server-tools", type=_server_tools_type, default=None,
+                       metavar="TOOLS", help="built-in tools the server runs itself for API "
+                       "requests: a comma list of python, browser (default: none, or "
+                       "server.tools in the user config; settings from the prompt config's "
+                       "tools section); other tool calls always go back to the client")
 
 
 def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[str, Any]:
@@ -61,6 +93,42 @@ def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[st
             "max_queue": max_queue}
 
 
+def server_tool_names(args: argparse.Namespace, user_server: Any = None) -> tuple[str, ...]:
+    """The built-in tools enabled for the server: the flag, else ``server.tools`` (a list or a
+    comma string), else none. ConfigError naming ``server.tools`` for a bad config value."""
+    from harmony_tui.errors import ConfigError
+
+    flagged = getattr(args, "server_tools", None)
+    if flagged is not None:
+        return tuple(flagged)
+    configured = getattr(user_server, "tools", None)
+    if not configured:
+        return ()
+    text = configured if isinstance(configured, str) else ",".join(str(t) for t in configured)
+    try:
+        return parse_server_tools(text)
+    except ValueError as err:
+        raise ConfigError(f"server.tools={configured!r}: {err}") from None
+
+
+def server_toolset(names: tuple[str, ...], configured: Any = None) -> Any:
+    """A ``ToolSet`` of the built-in tools ``names`` (None when empty). Settings come from
+    ``configured`` (the prompt config's ``ToolsConfig``) where it has them, else defaults;
+    nothing else of it (functions, MCP, apply_patch) is enabled for the server."""
+    if not names:
+        return None
+    from harmony_tui.tools.config import ToolsConfig
+    from harmony_tui.tools.toolset import ToolSet
+
+    base = configured if configured is not None else ToolsConfig()
+    config = ToolsConfig(
+        python=base.python if "python" in names else None,
+        browser=base.browser if "browser" in names else None,
+        max_calls_per_turn=base.max_calls_per_turn,
+    ).with_flags(python="python" in names, browser="browser" in names)
+    return ToolSet(config)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from harmony_tui.cli import resolve_settings
 
@@ -75,10 +143,12 @@ def run_serve(args: argparse.Namespace) -> int:
     from harmony_tui.engine.engine import Engine
     from harmony_tui.server.app import DEFAULT_MAX_QUEUE, create_app
     from harmony_tui.server.records import RequestRecord
-    from harmony_tui.server.runner import bind_socket
+    from harmony_tui.server.runner import bind_socket, serve_until_stopped
 
     settings = _settings(args)
-    options = server_options(args, getattr(settings.user, "server", None))
+    user_server = getattr(settings.user, "server", None)
+    options = server_options(args, user_server)
+    tool_names = server_tool_names(args, user_server)
     sock = bind_socket(options["host"], options["port"])  # fail before the slow model load
     progress = ProgressPrinter()
     engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
@@ -89,21 +159,26 @@ def run_serve(args: argparse.Namespace) -> int:
             print(record.log_line(), file=sys.stderr, flush=True)
 
     try:
+        prompt_tools = getattr(getattr(settings, "prompt", None), "tools", None)
+        tools = server_toolset(tool_names, prompt_tools)
         app = create_app(engine, api_key=options["api_key"], cors_origins=options["cors_origins"],
                          on_request=log_request, setup=_setup_factory(settings),
                          params=settings.params, models_dir=settings.models_dir,
-                         max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE)
+                         max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE, tools=tools)
         port = sock.getsockname()[1]
         host = options["host"]
         shown = f"[{host}]" if ":" in host else host
         key_note = " (API key required)" if options["api_key"] else ""
+        if tool_names:
+            print(f"{PROG}: the server runs these built-in tools for API requests, without "
+                  f"asking: {', '.join(tool_names)}", file=sys.stderr, flush=True)
         print(f"{PROG}: serving {engine.model.name} at http://{shown}:{port}/v1{key_note}; "
               "Ctrl+C stops", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=2)
         _stop_on_sigterm()
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            serve_until_stopped(uvicorn.Server(config), sock, tools)
         except KeyboardInterrupt:  # uvicorn re-raises the signal that stopped it
             pass
         print(f"{PROG}: server stopped", file=sys.stderr, flush=True)

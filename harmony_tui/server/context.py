@@ -47,6 +47,7 @@ class ServerContext:
     params: GenerationParams = field(default_factory=GenerationParams)
     models_dir: Path | None = None
     max_queue: int = 64
+    tools: Any = None  # ToolSet whose built-in tools the server runs itself (tool_loop.py)
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,14 +81,27 @@ class ServerContext:
 
     # -- turns ------------------------------------------------------------------------------------
 
-    async def start(self, turn_request: Any, request: Request) -> tuple[AsyncTurn, list[Event]]:
-        """Admit and submit a turn; wait until it started (errors before that become 4xx/5xx)."""
+    async def start(self, turn_request: Any, request: Request, *, run_tools: bool = False,
+                    reasoning_separator: str = "") -> tuple[Any, list[Event]]:
+        """Admit and submit a turn; wait until it started (errors before that become 4xx/5xx).
+
+        With ``run_tools`` (and a tool set) the turn is a ``ToolLoopTurn``: the server runs
+        its built-in tools' calls and continues; its early events come from ``batches()``.
+        """
         self.admission.acquire()
-        turn: AsyncTurn | None = None
+        turn: Any = None
         try:
-            turn = AsyncTurn(self.engine, turn_request, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            turn = AsyncTurn(self.engine, turn_request, loop)
             early = await turn.started()
             raise_for_start(early)
+            if run_tools and self.tools is not None:
+                from harmony_tui.server.tool_loop import ToolLoopTurn
+
+                turn = ToolLoopTurn(turn, early, turn_request, self.tools,
+                                    lambda next_request: AsyncTurn(self.engine, next_request, loop),
+                                    reasoning_separator=reasoning_separator)
+                early = []
         except BaseException:
             if turn is not None:
                 turn.cancel()
@@ -95,7 +109,7 @@ class ServerContext:
             raise
         return turn, early
 
-    async def collect(self, turn: AsyncTurn, request: Request, output: Any) -> bool:
+    async def collect(self, turn: Any, request: Request, output: Any) -> bool:
         """Feed the rest of a non-streamed turn to ``output``; False if the client left."""
         try:
             async for events in turn.batches(poll=DISCONNECT_POLL):

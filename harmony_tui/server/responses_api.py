@@ -3,7 +3,8 @@
 Stateless (``previous_response_id`` is refused: send the whole input). Input items: messages
 (text parts), ``function_call``, ``function_call_output`` and ``reasoning``. Output items:
 ``reasoning`` (analysis), ``message`` (final text) and ``function_call``; streamed as the typed
-events ``response.created`` ... ``response.completed``.
+events ``response.created`` ... ``response.completed``. Built-in tools enabled for the server run
+as for chat completions (``tool_loop.py``): one ``reasoning`` item per step, their calls unseen.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from harmony_tui.server.mapping import (
     tool_name,
 )
 from harmony_tui.server.schemas import ResponseObject, ResponsesRequest
+from harmony_tui.server.tool_loop import declare
 
 
 def _id(prefix: str) -> str:
@@ -257,10 +259,11 @@ def build_responses_router(ctx: ServerContext) -> APIRouter:
         params = generation_params(ctx.params, body, max_tokens=body.max_output_tokens,
                                    vocab_size=loaded.format.vocab_size, reasoning_effort=effort)
         tools = function_tools(body.tools) if body.tool_choice != "none" else ()
-        setup = dataclasses.replace(ctx.current_setup(), function_tools=tools)
+        setup = declare(ctx.tools, dataclasses.replace(ctx.current_setup(), function_tools=tools),
+                        body.tool_choice)
         turn_request = TurnRequest(input_messages(body), setup, params,
                                    stop=stop_strings(body.stop))
-        turn, early = await ctx.start(turn_request, request)
+        turn, early = await ctx.start(turn_request, request, run_tools=body.tool_choice != "none")
         base = {"created_at": now(), "model": loaded.name, "instructions": body.instructions,
                 "max_output_tokens": body.max_output_tokens, "temperature": params.temperature,
                 "top_p": params.top_p, "tool_choice": body.tool_choice or "auto",

@@ -48,15 +48,42 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def serve_until_stopped(server: Any, sock: socket.socket, tools: Any = None) -> None:
+    """Run uvicorn ``server`` on ``sock`` until it stops, then close ``tools`` (a ``ToolSet``)
+    on the event loop its tools ran on (their HTTP clients belong to that loop)."""
+    import asyncio
+
+    async def serve_then_close() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if tools is not None:
+                await tools.aclose()
+
+    if tools is None:
+        server.run(sockets=[sock])
+        return
+    get_factory = getattr(server.config, "get_loop_factory", None)  # newer uvicorn
+    if get_factory is None:  # older uvicorn sets the event loop policy instead
+        server.config.setup_event_loop()
+    with asyncio.Runner(loop_factory=get_factory() if get_factory else None) as runner:
+        runner.run(serve_then_close())
+
+
 class EmbeddedServer:
-    """The OpenAI-compatible API on ``engine``, served by uvicorn in a background thread."""
+    """The OpenAI-compatible API on ``engine``, served by uvicorn in a background thread.
+
+    ``tools``: a ``ToolSet`` of built-in tools the server runs for API requests (see
+    ``create_app``); give the server its own, not the app's: it is closed when the server stops.
+    """
 
     def __init__(self, engine: Any, host: str = "127.0.0.1", port: int = 8000,
                  api_key: str | None = None, cors_origins: Sequence[str] = (),
                  on_request: OnRequest | None = None, *,
                  setup: PromptSetup | Callable[[], PromptSetup] | None = None,
                  params: GenerationParams | None = None, models_dir: Path | None = None,
-                 max_queue: int | None = None, log_level: str = "warning") -> None:
+                 max_queue: int | None = None, log_level: str = "warning",
+                 tools: Any = None) -> None:
         self.engine = engine
         self.host = host
         self.port = port
@@ -68,6 +95,7 @@ class EmbeddedServer:
         self.models_dir = models_dir
         self.max_queue = max_queue
         self.log_level = log_level
+        self.tools = tools
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -89,7 +117,7 @@ class EmbeddedServer:
         return create_app(self.engine, api_key=self.api_key, cors_origins=self.cors_origins,
                           on_request=self.on_request, setup=self.setup, params=self.params,
                           models_dir=self.models_dir,
-                          max_queue=self.max_queue or DEFAULT_MAX_QUEUE)
+                          max_queue=self.max_queue or DEFAULT_MAX_QUEUE, tools=self.tools)
 
     def start(self, timeout: float = 15.0) -> None:
         """Listen and serve; returns once accepting. Raises ServerError (one line)."""
@@ -108,7 +136,7 @@ class EmbeddedServer:
 
         def serve() -> None:
             try:
-                server.run(sockets=[sock])
+                serve_until_stopped(server, sock, self.tools)
             except BaseException as err:  # reported by start()
                 self._error = err
 

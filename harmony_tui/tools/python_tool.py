@@ -423,6 +423,16 @@ class PythonTool:
 
         await asyncio.to_thread(close_all)
 
+    def forget_chat(self, chat_id: str | None) -> None:
+        """Kill the chat's interpreter and remove its temporary folder (the chat is over)."""
+        key = chat_id or ""
+        interpreter = self._sessions.pop(key, None)
+        folder = self._temp_dirs.pop(key, None)
+        if interpreter is not None:
+            interpreter.kill()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _workdir(self, key: str) -> Path:
         if self.settings.workdir is not None:
             folder = self.settings.workdir.expanduser()

@@ -158,6 +158,8 @@ class ToolSet:
         self._allowed = {a for a in self._allowed if a[0] != chat_id}
         if self.browser is not None:
             self.browser.forget_chat(chat_id)
+        if self.python is not None:
+            self.python.forget_chat(chat_id)
 
     async def handle(self, call: ToolInvocation, approver: Approver | None,
                      channel: str | None = None) -> ToolOutcome:
