@@ -67,9 +67,13 @@ def test_chat_separates_reasoning_and_answer(client, records):
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     assert reply.usage.prompt_tokens_details.cached_tokens >= 0
     assert reply.id.startswith("chatcmpl-") and reply.model == "demo"
-    ours = [r for r in records[done:] if r.endpoint == "/v1/chat/completions"]
-    assert [r.state for r in ours] == ["running", "done"]
-    end = ours[-1]
+    def ours() -> list:
+        return [r for r in records[done:] if r.endpoint == "/v1/chat/completions"]
+
+    # the end record is made after the last byte is sent: the client may see the reply first
+    wait_until(lambda: len(ours()) == 2, timeout=10, message="the request's end record")
+    assert [r.state for r in ours()] == ["running", "done"]
+    end = ours()[-1]
     assert end.status == 200 and end.model == "demo" and end.finish_reason == "stop"
     assert end.prompt_tokens == reply.usage.prompt_tokens
     assert end.generated_tokens == reply.usage.completion_tokens and end.tokens_per_s > 0

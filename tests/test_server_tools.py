@@ -87,7 +87,13 @@ def test_python_runs_on_the_server_and_the_client_gets_the_answer(client, demo_e
     assert reply.usage.prompt_tokens == expected
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     assert reply.usage.prompt_tokens_details.cached_tokens > 0  # sub-turn 2 reuses sub-turn 1
-    end = [r for r in records[done:] if r.endpoint == "/v1/chat/completions"][-1]
+    def ends() -> list:
+        return [r for r in records[done:] if r.endpoint == "/v1/chat/completions"
+                and r.state != "running"]
+
+    # the end record is made after the last byte is sent: the client may see the reply first
+    wait_until(lambda: bool(ends()), timeout=10, message="the request's end record")
+    end = ends()[-1]
     assert (end.state, end.finish_reason, end.prompt_tokens) == ("done", "stop", expected)
 
 
