@@ -63,6 +63,21 @@ def end_error(end: TurnEnd | None) -> APIError | None:
     return APIError(500, f"generation failed: {end.error}", type="server_error")
 
 
+async def finish_turn(ctx: ServerContext, turn: AsyncTurn, early: list[Event], output: Any,
+                      request: Request) -> bool:
+    """Feed a non-streamed turn into ``output``; False if the client went away. Raises the
+    API error of a failed turn."""
+    for event in early:
+        output.feed(event)
+    if not await ctx.collect(turn, request, output):
+        return False
+    note_stats(request, output.stats, output.finish_reason)
+    error = end_error(output.end)
+    if error is not None:
+        raise error
+    return True
+
+
 def build_router(ctx: ServerContext) -> APIRouter:
     router = APIRouter()
 
@@ -98,14 +113,8 @@ def build_router(ctx: ServerContext) -> APIRouter:
             return StreamingResponse(
                 _chat_stream(ctx, turn, early, output, meta, include_usage, request),
                 media_type="text/event-stream", headers=SSE_HEADERS)
-        for event in early:
-            output.feed(event)
-        if not await ctx.collect(turn, request, output):
+        if not await finish_turn(ctx, turn, early, output, request):
             return JSONResponse({}, status_code=499)
-        note_stats(request, output.stats, output.finish_reason)
-        error = end_error(output.end)
-        if error is not None:
-            raise error
         choice: dict[str, Any] = {"index": 0, "message": output.message(),
                                   "finish_reason": output.finish_reason, "logprobs": None}
         if logprobs is not None:
@@ -141,14 +150,8 @@ def build_router(ctx: ServerContext) -> APIRouter:
             return StreamingResponse(
                 _text_stream(ctx, turn, early, output, meta, include_usage, request),
                 media_type="text/event-stream", headers=SSE_HEADERS)
-        for event in early:
-            output.feed(event)
-        if not await ctx.collect(turn, request, output):
+        if not await finish_turn(ctx, turn, early, output, request):
             return JSONResponse({}, status_code=499)
-        note_stats(request, output.stats, output.finish_reason)
-        error = end_error(output.end)
-        if error is not None:
-            raise error
         return JSONResponse({**meta, "object": "text_completion", "choices": [{
             "index": 0, "text": "".join(output.text), "finish_reason": output.finish_reason,
             "logprobs": output.logprobs_body()}], "usage": usage(output.stats)})
