@@ -432,8 +432,11 @@ class HarmonyApp(App[None]):
         self.model_ready = True
 
     def on_load_progress(self, message: LoadProgress) -> None:
-        self.status.detail = message.text
-        bar = self.query_one("#load-progress", ProgressBar)
+        try:
+            self.status.detail = message.text
+            bar = self.query_one("#load-progress", ProgressBar)
+        except NoMatches:  # progress that arrives while the app is closing
+            return
         if message.fraction is None:
             bar.update(total=None)
         else:
@@ -786,7 +789,8 @@ class HarmonyApp(App[None]):
             self._update_side()
 
     def on_api_request(self, message: ApiRequest) -> None:
-        self.query_one(RequestsPane).show(message.record)
+        with contextlib.suppress(NoMatches):  # a request that ends while the app closes
+            self.query_one(RequestsPane).show(message.record)
         if message.record.state != "running":
             logger.info("api %s", message.record.log_line())
 
