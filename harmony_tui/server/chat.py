@@ -191,54 +191,52 @@ async def _events(early: list[Event], turn: AsyncTurn | Any) -> AsyncIterator[li
         yield events
 
 
+def _chat_choice(part: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": 0, "delta": part["delta"], "logprobs": part.get("logprobs"),
+            "finish_reason": finish}
+
+
+def _text_choice(piece: tuple[str, Any], finish: str | None) -> dict[str, Any]:
+    text, logprobs = piece
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+
+
 async def _chat_stream(ctx: ServerContext, turn: AsyncTurn | Any, early: list[Event],
                        output: ChatOutput, meta: dict[str, Any], include_usage: bool,
                        request: Request) -> AsyncIterator[str]:
-    base = {**meta, "object": "chat.completion.chunk"}
-    extra = {"usage": None} if include_usage else {}
-
-    def chunk(part: dict[str, Any], finish: str | None = None) -> str:
-        choice = {"index": 0, "delta": part["delta"], "logprobs": part.get("logprobs"),
-                  "finish_reason": finish}
-        return sse({**base, "choices": [choice], **extra})
-
-    try:
-        yield chunk({"delta": {"role": "assistant", "content": ""}})
-        async for events in _events(early, turn):
-            pieces = [chunk(part) for event in events for part in output.feed(event)]
-            if pieces:
-                yield "".join(pieces)
-        note_stats(request, output.stats, output.finish_reason)
-        error = end_error(output.end)
-        if error is not None:
-            note(request, error=error.message)
-            yield sse(error.body())
-            return
-        yield chunk({"delta": {}}, output.finish_reason)
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": usage(output.stats)})
-        yield DONE
-    except Exception:
-        log.exception("the chat stream failed")
-        yield sse(STREAM_FAILED.body())
-    finally:
-        turn.cancel()
-        ctx.admission.release()
+    async for text in _sse_stream(ctx, turn, early, output, request,
+                                  {**meta, "object": "chat.completion.chunk"}, include_usage,
+                                  _chat_choice, first={"delta": {"role": "assistant",
+                                                                 "content": ""}},
+                                  last={"delta": {}}, what="chat"):
+        yield text
 
 
 async def _text_stream(ctx: ServerContext, turn: AsyncTurn, early: list[Event],
                        output: TextOutput, meta: dict[str, Any], include_usage: bool,
                        request: Request) -> AsyncIterator[str]:
-    base = {**meta, "object": "text_completion"}
+    async for text in _sse_stream(ctx, turn, early, output, request,
+                                  {**meta, "object": "text_completion"}, include_usage,
+                                  _text_choice, first=None, last=("", None),
+                                  what="completion"):
+        yield text
+
+
+async def _sse_stream(ctx: ServerContext, turn: Any, early: list[Event], output: Any,
+                      request: Request, base: dict[str, Any], include_usage: bool,
+                      choice_of: Any, first: Any, last: Any, what: str) -> AsyncIterator[str]:
+    """SSE chunks of a turn: each piece ``output.feed`` makes, then the finish chunk, usage
+    (when asked) and ``[DONE]``; an error arrives as a last error event."""
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(text: str, logprobs: dict[str, Any] | None, finish: str | None = None) -> str:
-        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
-        return sse({**base, "choices": [choice], **extra})
+    def chunk(piece: Any, finish: str | None = None) -> str:
+        return sse({**base, "choices": [choice_of(piece, finish)], **extra})
 
     try:
+        if first is not None:
+            yield chunk(first)
         async for events in _events(early, turn):
-            pieces = [chunk(text, lp) for event in events for text, lp in output.feed(event)]
+            pieces = [chunk(piece) for event in events for piece in output.feed(event)]
             if pieces:
                 yield "".join(pieces)
         note_stats(request, output.stats, output.finish_reason)
@@ -247,12 +245,12 @@ async def _text_stream(ctx: ServerContext, turn: AsyncTurn, early: list[Event],
             note(request, error=error.message)
             yield sse(error.body())
             return
-        yield chunk("", None, output.finish_reason)
+        yield chunk(last, output.finish_reason)
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage(output.stats)})
         yield DONE
     except Exception:
-        log.exception("the completion stream failed")
+        log.exception(f"the {what} stream failed")
         yield sse(STREAM_FAILED.body())
     finally:
         turn.cancel()
