@@ -105,14 +105,20 @@ def test_generate_without_the_tool_lists_the_call_unrun(tmp_path):
                                    "arguments": {"location": "Paris"}, "result": None}]
 
 
+async def ask_for_python(pilot) -> None:
+    """Send the demo's python prompt and wait for the approval dialog."""
+    app = pilot.app
+    await ready(pilot)
+    app.prompt.set_text(PYTHON.prompt)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen),
+                   what="the approval dialog")
+
+
 async def test_app_asks_runs_python_and_continues_the_turn(tmp_path):
     app = make_app(tools=ToolsConfig(python=True), chats_dir=tmp_path)
     async with app.run_test(size=WIDE) as pilot:
-        await ready(pilot)
-        app.prompt.set_text(PYTHON.prompt)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen),
-                       what="the approval dialog")
+        await ask_for_python(pilot)
         assert "print(17 * 23)" in str(app.screen.request.body)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.turn is None and app.session.final_answers(),
@@ -132,11 +138,7 @@ async def test_app_asks_runs_python_and_continues_the_turn(tmp_path):
 async def test_app_denial_reaches_the_model_and_the_turn_ends(tmp_path):
     app = make_app(tools=ToolsConfig(python=True), chats_dir=tmp_path)
     async with app.run_test(size=WIDE) as pilot:
-        await ready(pilot)
-        app.prompt.set_text(PYTHON.prompt)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen),
-                       what="the approval dialog")
+        await ask_for_python(pilot)
         await pilot.press("n")
         await wait_for(pilot, lambda: app.turn is None, what="the turn to end", timeout=90)
         entry = next(iter(app.tools.entries.values()))
