@@ -134,7 +134,8 @@ def base(server: SiteServer) -> str:
 @pytest.fixture
 async def browser(base: str) -> AsyncIterator[BrowserTool]:
     tool = BrowserTool(BrowserSettings(search_backend="searxng", search_url=base,
-                                       timeout_s=5, max_page_bytes=50_000, lines_per_view=20))
+                                       timeout_s=5, max_page_bytes=50_000, lines_per_view=20,
+                                       allow_hosts=["127.0.0.1"]))
     yield tool
     await tool.aclose()
 
@@ -303,7 +304,7 @@ async def test_plain_text_redirects_truncation_and_refusals(browser: BrowserTool
 
 
 async def test_timeout_on_a_server_that_never_answers(base: str) -> None:
-    tool = BrowserTool(BrowserSettings(timeout_s=0.3))
+    tool = BrowserTool(BrowserSettings(timeout_s=0.3, allow_hosts=["127.0.0.1"]))
     try:
         result = await tool.run(call("open", {"id": f"{base}/stall"}))
     finally:
@@ -349,7 +350,7 @@ async def test_argument_and_state_errors(browser: BrowserTool, base: str) -> Non
 
 
 async def test_without_a_backend_search_fails_but_urls_open(base: str) -> None:
-    tool = BrowserTool()
+    tool = BrowserTool(BrowserSettings(allow_hosts=["127.0.0.1"]))
     try:
         result = await tool.run(call("search", {"query": "anything"}))
         assert result.is_error

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harmony_tui import __version__
 from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.bounded_decode import BoundedDecoder, DecodeError, UnsupportedEncoding
 from harmony_tui.tools.html_text import (
     LINK_MARK,
     clean_text,
@@ -30,6 +31,7 @@ from harmony_tui.tools.html_text import (
     wrap_line,
     wrap_text,
 )
+from harmony_tui.tools.net_guard import AllowList, BlockedAddressError, guarded_transport
 from harmony_tui.tools.search_backends import (
     BackendKind,
     SearchBackend,
@@ -91,6 +93,16 @@ class BrowserSettings(BaseModel):
         "(it may ask for up to ten times as many)")
     auto_approve: bool = Field(
         False, description="search and open pages without asking the person first")
+    allow_hosts: list[str] = Field(
+        default_factory=list, description="host names or IP addresses/ranges (e.g. "
+        "localhost, 192.168.1.0/24) the browser may open although they are loopback, private "
+        "or link-local; all other non-public addresses are refused, on every redirect too")
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        AllowList.parse(value)  # ValueError names the malformed entry
+        return value
 
     @field_validator("search_url")
     @classmethod
@@ -168,7 +180,8 @@ class BrowserTool:
     def __init__(self, settings: BrowserSettings | None = None) -> None:
         self.settings = settings or BrowserSettings()
         self._chats: dict[str, PageStack] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # the configured search service
+        self._page_client: httpx.AsyncClient | None = None  # pages: public addresses only
 
     # --- Tool protocol ------------------------------------------------------------------------
 
@@ -206,9 +219,11 @@ class BrowserTool:
             return ToolResult(str(err), is_error=True)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        for name in ("_client", "_page_client"):
+            client = getattr(self, name)
+            if client is not None:
+                setattr(self, name, None)
+                await client.aclose()
 
     # --- public helpers -----------------------------------------------------------------------
 
@@ -356,6 +371,7 @@ class BrowserTool:
         return url if view_source or stack.cached(url) is None else ""
 
     def _http(self) -> httpx.AsyncClient:
+        """The client for the search service the user configured (it may be on localhost)."""
         if self._client is None:
             import httpx
 
@@ -366,6 +382,22 @@ class BrowserTool:
                 headers={"User-Agent": USER_AGENT},
             )
         return self._client
+
+    def _pages(self) -> httpx.AsyncClient:
+        """The client for pages the model asks for: connects only to checked addresses, does
+        not follow redirects by itself (``_send`` does, without reading their bodies), and
+        never decodes a body for us (``BoundedDecoder`` does, within the page budget)."""
+        if self._page_client is None:
+            import httpx
+
+            allow = AllowList.parse(self.settings.allow_hosts)
+            self._page_client = httpx.AsyncClient(
+                transport=guarded_transport(allow, retries=0),
+                timeout=httpx.Timeout(self.settings.timeout_s),
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+            )
+        return self._page_client
 
     def _backend(self) -> SearchBackend:
         settings = self.settings
@@ -394,6 +426,10 @@ class BrowserTool:
         except TimeoutError as err:
             raise ToolError(f"browser.open: {url} did not answer within "
                             f"{settings.timeout_s:g} s") from err
+        except BlockedAddressError as err:
+            raise ToolError(f"browser.open: refused: {err}") from err
+        except (UnsupportedEncoding, DecodeError) as err:
+            raise ToolError(f"browser.open: {url}: {err}") from err
         except httpx.TooManyRedirects as err:
             raise ToolError(f"browser.open: {url} redirected more than "
                             f"{settings.max_redirects} times") from err
@@ -403,27 +439,42 @@ class BrowserTool:
         except httpx.TimeoutException as err:
             raise ToolError(f"browser.open: {url} did not answer within "
                             f"{settings.timeout_s:g} s") from err
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as err:
             raise ToolError(f"browser.open: could not fetch {url}: "
                             f"{err or type(err).__name__}") from err
 
+    async def _send(self, url: str) -> httpx.Response:
+        """GET ``url`` as an open stream, following redirects without reading their bodies."""
+        import httpx
+
+        client = self._pages()
+        request = client.build_request("GET", url)
+        for _ in range(self.settings.max_redirects + 1):
+            response = await client.send(request, stream=True)
+            if response.next_request is None:
+                return response
+            request = response.next_request
+            await response.aclose()
+        raise httpx.TooManyRedirects("too many redirects", request=request)
+
     async def _download(self, url: str, view_source: bool) -> Page:
         cap = self.settings.max_page_bytes
-        async with self._http().stream("GET", url) as response:
+        response = await self._send(url)
+        try:
             final_url = str(response.url)
             if response.status_code >= 400:
                 raise ToolError(f"browser.open: {final_url} answered HTTP "
                                 f"{response.status_code} {response.reason_phrase}")
             media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            body = bytearray()
-            truncated = False
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > cap:
-                    del body[cap:]
-                    truncated = True
+            decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
+            async for chunk in response.aiter_raw():
+                decoder.feed(chunk)
+                if decoder.truncated:
                     break
+            body, truncated = decoder.body, decoder.truncated
             charset = response.charset_encoding
+        finally:
+            await response.aclose()
         kind = _content_kind(media_type, bytes(body[:512]))
         if kind is None:
             described = media_type or "binary data without a content type"
@@ -433,7 +484,8 @@ class BrowserTool:
         if view_source:
             page = Page(final_url, f"view-source:{final_url}", wrap_text(text), kind="source")
         elif kind == "html":
-            converted = html_to_text(text, final_url)
+            # linear in the page size, but off the event loop so the timeout still applies
+            converted = await asyncio.to_thread(html_to_text, text, final_url)
             page = Page(final_url, converted.title or final_url, converted.lines,
                         converted.links)
         else:

@@ -17,6 +17,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 WRAP_WIDTH = 80
 HARD_WIDTH_FACTOR = 4  # a word longer than this many line widths is cut into line-wide pieces
+MAX_LIST_INDENT = 8  # deeper list items are indented no further (keeps the text linear in size)
 
 # Elements whose content is never page text.
 DROPPED = frozenset({
@@ -123,8 +124,10 @@ class _TextBuilder(HTMLParser):
         self._link_ids: dict[str, int] = {}
         self._lines: list[str] = []
         self._parts: list[str] = []
+        self._parts_have_text = False  # whether ``_parts`` holds more than white space
         self._prefix = ""
         self._dropping: list[str] = []  # stack of open dropped elements
+        self._dropping_open: dict[str, int] = {}  # how many of each tag the stack holds
         self._title_parts: list[str] | None = None
         self._title = ""
         self._first_heading = ""
@@ -142,6 +145,7 @@ class _TextBuilder(HTMLParser):
         if self._dropping or tag in DROPPED or _hidden(attributes):
             if tag not in VOID:
                 self._dropping.append(tag)
+                self._dropping_open[tag] = self._dropping_open.get(tag, 0) + 1
             return
         if tag == "a":
             self._start_link(attributes.get("href"))
@@ -160,9 +164,12 @@ class _TextBuilder(HTMLParser):
             self._title_parts = None
             return
         if self._dropping:
-            if tag in self._dropping:
-                while self._dropping.pop() != tag:
-                    pass
+            if self._dropping_open.get(tag):  # a dict look-up: deep nesting stays linear
+                while True:
+                    closed = self._dropping.pop()
+                    self._dropping_open[closed] -= 1
+                    if closed == tag:
+                        break
             return
         if tag == "a":
             self._end_link()
@@ -179,12 +186,12 @@ class _TextBuilder(HTMLParser):
             self._link.parts.append(data)
         elif self._pre_depth:
             first, *rest = data.split("\n")
-            self._parts.append(first)
+            self._add(first)
             for line in rest:
                 self._flush()
-                self._parts.append(line)
+                self._add(line)
         else:
-            self._parts.append(data)
+            self._add(data)
 
     # --- structure --------------------------------------------------------------------------
 
@@ -198,7 +205,7 @@ class _TextBuilder(HTMLParser):
         elif tag == "pre":
             self._pre_depth += 1
         elif tag == "li":
-            self._prefix = "  " * max(self._list_depth - 1, 0) + "* "
+            self._prefix = "  " * min(max(self._list_depth - 1, 0), MAX_LIST_INDENT) + "* "
         elif tag in HEADINGS:
             self._prefix = HEADINGS[tag]
 
@@ -214,8 +221,8 @@ class _TextBuilder(HTMLParser):
         self._break(spaced=tag in SPACED and not (tag in ("ul", "ol") and self._list_depth))
 
     def _cell(self) -> None:
-        if self._link is None and _collapse("".join(self._parts)):
-            self._parts.append(" | ")
+        if self._link is None and self._parts_have_text:  # a flag: wide rows stay linear
+            self._add(" | ")
 
     def _image(self, alt: str | None) -> None:
         alt = _collapse(clean_text(alt or ""))
@@ -224,7 +231,7 @@ class _TextBuilder(HTMLParser):
         if self._link is not None:
             self._link.parts.append(f" {alt} ")
         else:
-            self._parts.append(f" [image: {alt}] ")
+            self._add(f" [image: {alt}] ")
 
     def _start_link(self, href: str | None) -> None:
         if self._link is not None:
@@ -246,7 +253,7 @@ class _TextBuilder(HTMLParser):
             self.links.append(link.url)
         domain = domain_of(link.url)
         suffix = f"†{domain}" if domain and domain != self.base_domain else ""
-        self._parts.append(f"【{link_id}†{text}{suffix}】")
+        self._add(f"【{link_id}†{text}{suffix}】")
 
     def _resolve(self, href: str | None) -> str:
         """The absolute http(s) URL a link points to, '' for fragments, mailto: and the like."""
@@ -261,6 +268,11 @@ class _TextBuilder(HTMLParser):
 
     # --- lines ------------------------------------------------------------------------------
 
+    def _add(self, part: str) -> None:
+        self._parts.append(part)
+        if not self._parts_have_text and not part.isspace() and part:
+            self._parts_have_text = True
+
     def _break(self, spaced: bool) -> None:
         self._flush()
         if spaced:
@@ -269,6 +281,7 @@ class _TextBuilder(HTMLParser):
     def _flush(self) -> None:
         raw = "".join(self._parts)
         self._parts = []
+        self._parts_have_text = False
         text = raw.rstrip() if self._pre_depth else _collapse(raw)
         if not text:
             return
