@@ -32,3 +32,16 @@ class ContextLengthExceeded(HarmonyTuiError):
 
 class ChatFileError(HarmonyTuiError):
     """A chat file cannot be read as a chat; it is left untouched."""
+
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so an error never echoes a huge value
+    (an aliased YAML structure can expand to gigabytes when printed in full)."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 3, limit, limit
+    shortener.maxlist = shortener.maxdict = shortener.maxtuple = shortener.maxset = 6
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

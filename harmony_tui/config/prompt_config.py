@@ -21,7 +21,7 @@ from harmony_tui.config.files import read_mapping, unknown_key_warnings
 from harmony_tui.config.placeholders import parse_fixed_time
 from harmony_tui.engine.messages import BUILTIN_TOOLS, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
-from harmony_tui.errors import ConfigError
+from harmony_tui.errors import ConfigError, short_repr
 from harmony_tui.tools.config import ToolsConfig
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -182,7 +182,7 @@ def describe_validation_error(err: ValidationError, source: str, data: dict[str,
         msg = f"expected text matching {first['ctx']['pattern']}"
     elif first["type"] == "literal_error":
         msg = f"expected {first['ctx']['expected']}"
-    return f"{source}: {key}={value!r}: {msg}"
+    return f"{source}: {key}={short_repr(value)}: {msg}"
 
 
 def parse_prompt_config(data: dict[str, Any], source: str, base: Path | None = None,

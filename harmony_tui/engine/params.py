@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from harmony_tui.errors import short_repr
+
 ReasoningEffort = Literal["low", "medium", "high"]
 
 
@@ -129,4 +131,4 @@ def describe_error(err: ValidationError, source: str = "") -> str:
     msg = first["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    return f"{where}{loc}={value!r}: {msg.lower()}"
+    return f"{where}{loc}={short_repr(value)}: {msg.lower()}"
