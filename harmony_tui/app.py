@@ -44,6 +44,7 @@ from harmony_tui.engine.events import (
 )
 from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
+from harmony_tui.engine.reply import missing_answer
 from harmony_tui.logs import configure_file_log, logger
 from harmony_tui.sessions.chat import ChatSession, TurnRecorder
 from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
@@ -667,7 +668,10 @@ class HarmonyApp(App[None]):
                 await turn.widget.set_answer(rendered)
         notes = {"cancelled": "⏹ stopped", "length": "… stopped at the token limit",
                  "error": f"✖ error: {end.error}"}
-        await turn.widget.finish(notes.get(end.reason))
+        missing = missing_answer(end.reason, bool(turn.widget.answer.strip() or end.tool_calls),
+                                 bool(turn.widget.thinking.strip()))
+        # never a silent empty answer (the note says why, the token limit included)
+        await turn.widget.finish(f"⚠ no answer: {missing}" if missing else notes.get(end.reason))
         self.turn = None
         self.status.state = "idle"
         self.status.detail = ""

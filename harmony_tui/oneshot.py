@@ -28,6 +28,8 @@ from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
 from harmony_tui.tools.toolset import Decision, ToolOutcome, ToolSet, tool_calls_json
 
+NO_ANSWER = 3  # exit status: the model wrote no answer (only reasoning, or the limit came first)
+
 
 class Printer:
     """Streams the answer to stdout and, when asked, thinking and tool steps to stderr."""
@@ -81,7 +83,8 @@ class Printer:
 
 def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_thinking: bool,
                  flagged: set[str], progress: Any = None, prog: str = "harmony-tui") -> int:
-    """Generate one reply (with its tool calls); returns the exit status."""
+    """Generate one reply (with its tool calls); returns the exit status: 0 answered, 1 the
+    generation failed, 3 (``NO_ANSWER``) the model wrote no answer, said on standard error."""
     from harmony_tui.engine.engine import Engine
     from harmony_tui.logs import configure_file_log, logger
 
@@ -178,6 +181,10 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
         if reply.reason == "error":
             print(f"{prog}: error: generation failed: {reply.error}", file=sys.stderr)
             return 1
+        if reply.no_answer:
+            hint = "" if show_thinking or json_mode else "; --show-thinking shows its reasoning"
+            print(f"{prog}: no answer: {reply.no_answer}{hint}", file=sys.stderr)
+            return NO_ANSWER
         return 0
     finally:
         runner.run(toolset.aclose())

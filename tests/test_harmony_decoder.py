@@ -125,11 +125,48 @@ def test_stray_constrain_never_becomes_a_recipient_or_text(harmony_format):
     assert not [e for e in events if isinstance(e, ToolCall)]
 
 
-def test_eos_in_the_middle_of_a_header_does_not_crash(harmony_format):
-    text = "<|channel|>analysis<|message|>thinking<|end|><|start|>assistant<|channel|>fin"
-    _decoder, events = decode(harmony_format, text)
-    assert channel_text(events, "analysis") == "thinking"
-    assert_clean(channel_text(events, "final"))
+THOUGHT = "<|channel|>analysis<|message|>thinking<|end|>"
+
+
+@pytest.mark.parametrize("header", [
+    "<|start|>assistant",
+    "<|start|>assistant<|channel|>fin",
+    "<|start|>assistant<|channel|>final",
+    "<|start|>assistant<|channel|>analysis",
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather json",
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+    "<|start|>assistant to=python<|channel|>analysis code",
+])
+def test_output_cut_inside_a_header_is_never_content(harmony_format, header):
+    """Issue 10 item 9: ``generate --max-tokens 25`` printed ``assistantfinal``."""
+    decoder, events = decode(harmony_format, THOUGHT + header)
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["thinking"]
+    assert [(m.channel, m.content) for m in decoder.messages] == [("analysis", "thinking")]
+    assert not [e for e in events if isinstance(e, ToolCall)]
+    assert any("inside a message header" in e.detail for e in events
+               if isinstance(e, ParseIssue))
+
+
+def test_output_cut_inside_the_first_header_is_never_content(harmony_format):
+    decoder, events = decode(harmony_format, "<|channel|>fin")
+    assert not [e for e in events if isinstance(e, TextDelta)] and decoder.messages == []
+
+
+@pytest.mark.parametrize("stream", [GOOD, CALL])
+def test_every_cut_shows_only_a_prefix_of_what_was_written(harmony_format, stream):
+    """Wherever the output stops (max_tokens, cancel), each channel shows a prefix of what the
+    model wrote there and each kept message is a prefix of the message it was cutting."""
+    tokens = harmony_format.encode(stream)
+    full, full_events = decode(harmony_format, stream)
+    for cut in range(len(tokens) + 1):
+        decoder, events = decode(harmony_format, "", tokens=tokens[:cut])
+        for channel in ("analysis", "commentary", "final"):
+            assert channel_text(full_events, channel).startswith(channel_text(events, channel))
+        args = "".join(e.text for e in events if isinstance(e, TextDelta) and e.recipient)
+        assert full.messages[-1].content.startswith(args)
+        for got, whole in zip(decoder.messages, full.messages, strict=False):
+            assert (got.channel, got.recipient) == (whole.channel, whole.recipient), cut
+            assert whole.content.startswith(got.content), cut
 
 
 def test_unknown_recipient_is_a_tool_call_with_a_note(harmony_format):
@@ -198,12 +235,92 @@ def test_cut_off_message_is_kept_as_partial(harmony_format):
 
 
 def test_random_token_soup_never_raises_or_leaks(harmony_format):
+    """Random special tokens, header words and text: no markup shown, and what streamed is
+    exactly what the turn's messages hold."""
     rng = random.Random(3)
-    specials = [200002, 200003, 200005, 200006, 200007, 200008, 200012, 199999, 200013]
-    for _ in range(40):
-        tokens = [rng.choice(specials) if rng.random() < 0.3 else rng.randrange(100, 5000)
+    specials = [200002, 200003, 200005, 200006, 200007, 200008, 200012, 199999, 200013, 173781]
+    words = harmony_format.encode(" final analysis commentary to=functions.f json code\n user")
+    for _ in range(300):
+        tokens = [rng.choice(specials) if rng.random() < 0.25 else rng.choice(words)
+                  if rng.random() < 0.5 else rng.randrange(100, 5000)
                   for _ in range(rng.randint(1, 60))]
-        _decoder, events = decode(harmony_format, "", tokens=tokens)
-        for event in events:
-            if isinstance(event, TextDelta):
-                assert "<|" not in event.text
+        decoder, events = decode(harmony_format, "", tokens=tokens)
+        streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
+        assert "<|" not in streamed and "|>" not in streamed
+        assert streamed == "".join(m.content for m in decoder.messages), tokens
+
+
+# -- repairs never lose text, never leak header words (issue 10 item 12) ---------------------
+
+
+def issues(events) -> list[str]:
+    return [e.detail for e in events if isinstance(e, ParseIssue)]
+
+
+def test_a_repeated_final_header_inside_the_answer_keeps_the_rest(harmony_format):
+    text = ("<|channel|>final<|message|>Hello<|start|>assistant<|channel|>final<|message|>"
+            " world, and the rest.<|return|>")
+    decoder, events = decode(harmony_format, text)
+    assert channel_text(events, "final") == "Hello world, and the rest."
+    assert [(m.channel, m.content) for m in decoder.messages] == [
+        ("final", "Hello world, and the rest.")]
+    assert decoder.finished == "return"
+    assert any("repeated" in d for d in issues(events))
+
+
+def test_loose_text_between_messages_does_not_replace_the_final(harmony_format):
+    text = THOUGHT + "loose text<|start|>assistant<|channel|>final<|message|>Real answer<|return|>"
+    decoder, events = decode(harmony_format, text)
+    assert channel_text(events, "final") == "Real answer"
+    assert [(m.channel, m.content) for m in decoder.messages] == [
+        ("analysis", "thinking"), ("final", "Real answer")]
+    assert any("outside a message" in e.detail and e.text == "loose text"
+               for e in events if isinstance(e, ParseIssue))
+
+
+@pytest.mark.parametrize("prefix", ["", THOUGHT + "<|start|>assistant"])
+def test_a_header_that_never_ends_does_not_leak_its_channel_name(harmony_format, prefix):
+    text = prefix + "<|channel|>final\nHello there, this is the answer.<|return|>"
+    decoder, events = decode(harmony_format, text)
+    assert channel_text(events, "final") == "Hello there, this is the answer."
+    assert decoder.messages[-1].content == "Hello there, this is the answer."
+    assert decoder.finished == "return"
+    assert any("never ended" in d for d in issues(events))
+
+
+def test_a_call_header_that_never_ends_is_still_the_call(harmony_format):
+    text = (THOUGHT + "<|start|>assistant<|channel|>commentary to=functions.get_weather json\n"
+            '{"location": "Paris"}<|call|>')
+    decoder, events = decode(harmony_format, text, frozenset({"functions.get_weather"}))
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert (call.recipient, call.content_type, call.parsed) == (
+        "functions.get_weather", "json", {"location": "Paris"})
+    assert channel_text(events, "final") == "" and decoder.finished == "call"
+
+
+def test_a_repaired_close_does_not_end_the_turn(harmony_format):
+    """A final message the model never closed: the call after it still comes through."""
+    text = ("<|channel|>final<|message|>Let me check.<|start|>assistant<|channel|>commentary "
+            'to=functions.get_weather <|constrain|>json<|message|>{"location": "Oslo"}<|call|>')
+    decoder, events = decode(harmony_format, text, frozenset({"functions.get_weather"}))
+    assert channel_text(events, "final") == "Let me check."
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert call.parsed == {"location": "Oslo"} and decoder.finished == "call"
+
+
+def test_a_header_ended_by_an_end_token_is_dropped(harmony_format):
+    text = THOUGHT + "<|start|>assistant<|channel|>final<|return|>"
+    decoder, events = decode(harmony_format, text)
+    assert channel_text(events, "final") == "" and decoder.finished == "return"
+    assert [m.channel for m in decoder.messages] == ["analysis"]
+
+
+@pytest.mark.parametrize("fake", [
+    "<|start|>user<|message|>Thanks! Now tell me more.<|end|>",
+    '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"t": 9}<|end|>',
+])
+def test_a_message_begun_as_the_user_or_a_tool_ends_the_turn(harmony_format, fake):
+    decoder, events = decode(harmony_format, THOUGHT + fake + "<|start|>assistant<|channel|>"
+                             "final<|message|>made up<|return|>")
+    assert channel_text(events, "final") == "" and decoder.finished == "return"
+    assert [m.channel for m in decoder.messages] == ["analysis"]

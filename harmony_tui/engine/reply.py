@@ -43,6 +43,12 @@ class Reply:
     trimmed: ContextTrimmed | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
 
+    @property
+    def no_answer(self) -> str | None:
+        """Why the turn gave no answer (no final text, no tool call), or None."""
+        return missing_answer(self.reason, bool(self.final.strip() or self.tool_calls),
+                              bool(self.analysis.strip()))
+
     def to_json(self) -> dict[str, Any]:
         """The ``harmony-tui generate --json`` object."""
         return {
@@ -55,8 +61,22 @@ class Reply:
             ],
             "stats": self.stats.to_dict() if self.stats else None,
             "finish_reason": self.reason,
+            "no_answer": self.no_answer,
             "error": self.error,
         }
+
+
+def missing_answer(reason: EndReason, answered: bool, reasoned: bool) -> str | None:
+    """A one-line note for a turn that ended on its own (``return``) or at the token limit
+    (``length``) without an answer; None when it answered or was stopped, cancelled or failed."""
+    if answered:
+        return None
+    if reason == "length":
+        return "the token limit was reached before the model wrote an answer"
+    if reason in ("return", "call"):
+        return ("the model stopped after its reasoning without writing an answer" if reasoned
+                else "the model ended its turn without writing an answer")
+    return None
 
 
 def collect_reply(events: Iterable[Event]) -> Reply:

@@ -4,13 +4,22 @@ History is rendered back into Harmony properly: an assistant message's reasoning
 ``analysis`` message, its ``tool_calls`` become calls on the ``commentary`` channel to
 ``functions.NAME`` (``<|constrain|>json``), and a ``tool`` message becomes a message authored by
 ``functions.NAME`` on the call's channel. Built-in tool names (``python``, ``browser.*``) keep
-their own recipients on the ``analysis`` channel.
+their own recipients on the ``analysis`` channel, unless the request declares a function of that
+name.
+
+A call's content type is not part of the OpenAI format, so the server remembers the recipient,
+channel and content type of each call it returned (by call id, the newest few thousand): history
+that sends the call back renders token for token as the model wrote it, as the app's chat does.
+Calls it does not know get the usual ones (``<|constrain|>json`` for functions, ``code`` for
+python, ``json`` for the browser).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,17 +30,55 @@ from harmony_tui.server.errors import APIError, field_path
 from harmony_tui.server.schemas import ChatCompletionRequest, ContentPart, SamplingFields
 
 JSON_CONTENT = "<|constrain|>json"
+BUILTIN_CONTENT_TYPES = {"python": "code", "browser": "json"}
+MAX_REMEMBERED_CALLS = 4096
 MAX_STOPS = 4
 SAMPLING_FIELDS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
                    "top_k", "min_p", "min_tokens_to_keep", "repetition_penalty",
                    "repetition_context_size", "xtc_probability", "xtc_threshold")
 
 
-def recipient_for(name: str) -> tuple[str, str]:
-    """(recipient, channel) of a tool-call name as OpenAI clients see it."""
-    if name == "python" or name.startswith("browser."):
+_calls: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
+_calls_lock = threading.Lock()
+
+
+def remember_call(call_id: str, recipient: str, channel: str, content_type: str | None) -> None:
+    """Note how the model wrote the call the server returned as ``call_id``."""
+    with _calls_lock:
+        _calls[call_id] = (recipient, channel, content_type)
+        _calls.move_to_end(call_id)
+        while len(_calls) > MAX_REMEMBERED_CALLS:
+            _calls.popitem(last=False)
+
+
+def remembered_call(call_id: str | None) -> tuple[str, str, str | None] | None:
+    """(recipient, channel, content type) of a call this server returned, if it remembers it."""
+    if not call_id:
+        return None
+    with _calls_lock:
+        return _calls.get(call_id)
+
+
+def recipient_for(name: str, declared: Collection[str] = ()) -> tuple[str, str]:
+    """(recipient, channel) of a tool-call name as OpenAI clients see it; ``declared`` are the
+    request's function names (a function may be called ``python``)."""
+    if name not in declared and (name == "python" or name.startswith("browser.")):
         return name, "analysis"
     return f"functions.{name.removeprefix('functions.')}", "commentary"
+
+
+def call_message(call_id: str | None, name: str, arguments: str,
+                 declared: Collection[str] = ()) -> Message:
+    """An assistant tool call as the model wrote it (remembered) or would write it."""
+    known = remembered_call(call_id)
+    if known is not None and tool_name(known[0]) == name:
+        recipient, channel, content_type = known
+    else:
+        recipient, channel = recipient_for(name, declared)
+        content_type = JSON_CONTENT if channel == "commentary" else \
+            BUILTIN_CONTENT_TYPES.get(recipient.split(".", 1)[0])
+    return Message("assistant", arguments, channel=channel, recipient=recipient,
+                   content_type=content_type)
 
 
 def tool_name(recipient: str) -> str:
@@ -59,6 +106,7 @@ def chat_messages(request: ChatCompletionRequest) -> list[Message]:
     """The request's messages as engine messages."""
     out: list[Message] = []
     calls: dict[str, tuple[str, str]] = {}
+    declared = {t.function.name for t in request.tools or ()}
     for index, msg in enumerate(request.messages):
         where = f"messages[{index}]"
         text = content_text(msg.content, f"{where}.content")
@@ -72,19 +120,17 @@ def chat_messages(request: ChatCompletionRequest) -> list[Message]:
                 if text:
                     out.append(Message("assistant", text, channel="commentary"))
                 for call in msg.tool_calls:
-                    recipient, channel = recipient_for(call.function.name)
-                    calls[call.id] = (recipient, channel)
-                    out.append(Message(
-                        "assistant", call.function.arguments, channel=channel,
-                        recipient=recipient,
-                        content_type=JSON_CONTENT if channel == "commentary" else None))
+                    message = call_message(call.id, call.function.name,
+                                           call.function.arguments, declared)
+                    calls[call.id] = (message.recipient or "", message.channel or "commentary")
+                    out.append(message)
             elif text:
                 out.append(Message("assistant", text, channel="final"))
         else:  # tool
             if msg.tool_call_id and msg.tool_call_id in calls:
                 recipient, channel = calls[msg.tool_call_id]
             elif msg.name:
-                recipient, channel = recipient_for(msg.name)
+                recipient, channel = recipient_for(msg.name, declared)
             elif msg.tool_call_id:
                 raise APIError(400, f"{where}.tool_call_id: no earlier assistant message has a "
                                f"tool call with id {msg.tool_call_id!r}",

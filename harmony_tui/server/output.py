@@ -4,6 +4,10 @@ The analysis channel is reasoning (``reasoning`` and ``reasoning_content``); tex
 channel, and commentary addressed to nobody (a preamble), is content; a message addressed to a
 tool is a tool call whose arguments stream as ``tool_calls`` deltas. No Harmony markup ever
 reaches the client: the engine's decoder has already taken it apart.
+
+A turn that ends normally (``stop`` / ``length``) with neither content nor tool calls, typically
+after reasoning only, says so in the message's extra ``no_answer`` field (a one-line note; a
+``no_answer`` delta just before the finish chunk when streamed); ``finish_reason`` stays valid.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from harmony_tui.engine.events import (
     TurnEnd,
     TurnStart,
 )
-from harmony_tui.server.mapping import tool_name
+from harmony_tui.engine.reply import missing_answer
+from harmony_tui.server.mapping import remember_call, tool_name
 
 FINISH = {"return": "stop", "stop": "stop", "length": "length", "call": "tool_calls"}
 
@@ -87,7 +92,18 @@ class ChatOutput:
             self.start = event
         elif isinstance(event, TurnEnd):
             self.end = event
+            note = self.no_answer
+            if note:
+                return [{"delta": {"no_answer": note}}]
         return []
+
+    @property
+    def no_answer(self) -> str | None:
+        """Why the turn has no answer (no content, no tool call), or None."""
+        if self.end is None:
+            return None
+        answered = bool("".join(self.content).strip()) or bool(self.calls)
+        return missing_answer(self.end.reason, answered, bool("".join(self.reasoning).strip()))
 
     def _text(self, event: TextDelta) -> list[dict[str, Any]]:
         if event.recipient is not None:
@@ -117,9 +133,11 @@ class ChatOutput:
     def _call_done(self, event: ToolCall) -> list[dict[str, Any]]:
         call, self._open_call = self._open_call, None
         if call is not None:
+            remember_call(call.id, event.recipient, event.channel, event.content_type)
             return []
         call = CallState(new_call_id(), tool_name(event.recipient), [event.arguments])
         self.calls.append(call)
+        remember_call(call.id, event.recipient, event.channel, event.content_type)
         return [{"delta": {"tool_calls": [{
             "index": len(self.calls) - 1, "id": call.id, "type": "function",
             "function": {"name": call.name, "arguments": event.arguments}}]}}]
@@ -143,6 +161,9 @@ class ChatOutput:
                 "name": c.name, "arguments": "".join(c.arguments)}} for c in self.calls]
         elif msg["content"] is None:
             msg["content"] = ""
+        note = self.no_answer
+        if note:
+            msg["no_answer"] = note
         return msg
 
 
