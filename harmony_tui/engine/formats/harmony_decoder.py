@@ -129,6 +129,9 @@ class HarmonyDecoder:
     """
 
     def __init__(self, encoding: Any, known: frozenset[str] = frozenset()) -> None:
+        from openai_harmony import HarmonyError
+
+        self._parse_error = HarmonyError
         self._enc = encoding
         self._known = known
         self.finished: EndReason | None = None
@@ -369,11 +372,9 @@ class HarmonyDecoder:
         raise AssertionError("unreachable: a bare channel header always parses")
 
     def _content_token(self, token: int, out: list[Event]) -> None:
-        from openai_harmony import HarmonyError
-
         try:
             self._inner.process(token)
-        except HarmonyError as err:
+        except self._parse_error as err:
             out.append(ParseIssue(f"parser error: {err}", self._enc.decode([token])))
             return
         delta = self._inner.last_content_delta
