@@ -125,6 +125,15 @@ def test_server_answer_has_no_no_answer_field(client):
     assert "no_answer" not in (reply.choices[0].message.model_extra or {})
 
 
+def test_openapi_documents_the_no_answer_field(client):
+    import httpx
+
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    schema = httpx.get(root + "/openapi.json", timeout=30).json()
+    field = schema["components"]["schemas"]["ChatMessageOut"]["properties"]["no_answer"]
+    assert "no content and no tool calls" in field["description"]
+
+
 def test_server_renders_a_system_message_after_the_first_user_message(client):
     """Item 10: HTTP 500 "cannot render a 'system' message inside the history"."""
     messages = [*hello(), {"role": "assistant", "content": HELLO.final},

@@ -220,6 +220,10 @@ class ChatMessageOut(BaseModel):
     reasoning_content: str | None = Field(None, description="same as reasoning")
     tool_calls: list[ToolCallOut] | None = None
     refusal: str | None = None
+    no_answer: str | None = Field(
+        None, description="present only when the turn ended (stop or length) with no content "
+        "and no tool calls: why, in one line (e.g. the model stopped after its reasoning); "
+        "streamed as a delta.no_answer chunk before the finish chunk")
 
 
 class TopLogprob(BaseModel):
