@@ -113,14 +113,14 @@ def test_streamed_reasoning_continues_across_sub_turns(client):
     assert len({c.id for c in chunks}) == 1
 
 
-def test_without_server_tools_the_python_call_goes_to_the_client(plain_client):
+def test_without_server_tools_the_python_call_is_refused_not_returned(plain_client):
+    # issue 10 item 7: a call to a tool the client did not declare never reaches it; the model
+    # is told the tool is not available and answers (tests/test_server_tool_choice.py)
     reply = plain_client.chat.completions.create(model="demo", messages=user(PYTHON.prompt),
-                                                 temperature=0)
+                                                 temperature=0, max_tokens=60)
     choice = reply.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.function.name == "python" and call.function.arguments == "print(17 * 23)"
-    assert choice.message.reasoning == PYTHON.analysis
+    assert choice.finish_reason in ("stop", "length") and not choice.message.tool_calls
+    assert choice.message.reasoning.startswith(PYTHON.analysis)
 
 
 def test_request_function_tools_are_still_returned(client):
@@ -144,14 +144,12 @@ def test_request_function_tools_are_still_returned(client):
             "get_weather", {"location": "Paris"}, "tool_calls")
 
 
-def test_a_built_in_tool_the_server_was_not_given_goes_to_the_client(client):
+def test_a_built_in_tool_the_server_was_not_given_is_refused_not_returned(client):
     search = next(s for s in SCRIPTS if s.tool and s.tool.recipient == "browser.search")
     choice = client.chat.completions.create(model="demo", messages=user(search.prompt),
-                                            temperature=0).choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.function.name == "browser.search"
-    assert json.loads(call.function.arguments) == json.loads(search.tool.arguments)
+                                            temperature=0, max_tokens=60).choices[0]
+    assert choice.finish_reason in ("stop", "length") and not choice.message.tool_calls
+    assert choice.message.reasoning.startswith(search.analysis)
 
 
 def test_responses_api_runs_server_tools_too(client):

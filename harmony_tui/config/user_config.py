@@ -29,6 +29,8 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="port to bind")
     api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY'")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest request body "
+                                "accepted, in bytes; larger ones get HTTP 413")
     tools: list[str] = Field(default_factory=list, description="built-in tools the server runs "
                              "itself for API requests (python, browser); others are returned "
                              "to the client as tool calls")

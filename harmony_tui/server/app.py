@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
@@ -18,12 +18,13 @@ from harmony_tui import __version__
 from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.server.auth import OPEN_PATHS, APIKeyMiddleware
+from harmony_tui.server.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from harmony_tui.server.chat import build_router
 from harmony_tui.server.context import ServerContext, now
-from harmony_tui.server.errors import APIError, install_error_handlers
+from harmony_tui.server.errors import APIError, CatchAllMiddleware, install_error_handlers
 from harmony_tui.server.records import OnRequest, RequestLogMiddleware
 from harmony_tui.server.responses_api import build_responses_router
-from harmony_tui.server.schemas import ErrorResponse, Health, ModelCard, ModelList
+from harmony_tui.server.schemas import SEED_MAX, ErrorResponse, Health, ModelCard, ModelList
 
 DEFAULT_MAX_QUEUE = 64
 
@@ -39,6 +40,7 @@ def create_app(
     models_dir: Path | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     tools: Any = None,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API app for ``engine``.
 
@@ -52,6 +54,8 @@ def create_app(
     in chat and Responses requests, and the server runs their calls itself; without it every
     tool call goes back to the client. The app never closes the tool set: its owner does, on
     the server's event loop (``runner.serve_until_stopped``).
+
+    A request body over ``max_body_bytes`` (None: no limit) gets 413 without being read whole.
     """
     ctx = ServerContext(engine, setup or PromptSetup(), params or GenerationParams(),
                         models_dir, max_queue, tools)
@@ -67,6 +71,9 @@ def create_app(
     app.include_router(build_responses_router(ctx))
     _add_info_routes(app, ctx)
     _document_security(app, bool(api_key))
+    # Middleware runs outermost-last-added: log -> CORS -> key -> body limit -> catch-all.
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
     if cors_origins:
@@ -84,6 +91,12 @@ def _add_info_routes(app: FastAPI, ctx: ServerContext) -> None:
         return {"status": "ok" if loaded is not None else "no_model",
                 "model": loaded.name if loaded is not None else None,
                 "running": ctx.admission.count}
+
+    @app.head("/health", tags=["info"], response_class=Response, operation_id="health_head",
+              responses={200: {"description": "the server is up (no body)", "content": {}}},
+              summary="Liveness without a body; never needs the API key")
+    async def health_head() -> Response:
+        return Response(status_code=200)
 
     @app.get("/v1/models", response_model=ModelList, tags=["info"],
              responses={401: {"model": ErrorResponse}},
@@ -125,14 +138,32 @@ def model_cards(ctx: ServerContext) -> list[dict[str, Any]]:
     return cards
 
 
+def _exact_integers(node: Any) -> None:
+    """Integer bounds as integers: FastAPI's OpenAPI models store them as floats, which turns
+    ``2**64 - 1`` into ``2**64`` (and ``5`` into ``5.0``)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = SEED_MAX if value == float(SEED_MAX) else int(value)
+        for item in node.values():
+            _exact_integers(item)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_integers(item)
+
+
 def _document_security(app: FastAPI, enabled: bool) -> None:
-    """Declare the bearer key in ``/openapi.json`` when one is required."""
+    """Build ``/openapi.json`` with exact integer limits, declaring the bearer key when one
+    is required."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version,
                              description=app.description, routes=app.routes)
+        _exact_integers(schema)
         if enabled:
             schema.setdefault("components", {})["securitySchemes"] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer"}}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from harmony_tui.engine.engine import TurnRequest
 from harmony_tui.engine.events import Event, TurnEnd
@@ -20,6 +20,7 @@ from harmony_tui.server.context import (
     now,
     sse,
 )
+from harmony_tui.server.context import StrictJSONResponse as JSONResponse  # no NaN/Infinity
 from harmony_tui.server.errors import APIError, log
 from harmony_tui.server.mapping import (
     chat_messages,

@@ -64,6 +64,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-queue", type=int, default=None, metavar="N",
                        help="most generation requests running or waiting at once; more get "
                        "HTTP 429 (default: 64)")
+    group.add_argument("--max-body-bytes", type=int, default=None, metavar="N",
+                       help="largest request body accepted, in bytes; larger ones get HTTP 413 "
+                       "without being read (default: 4194304, or server.max_body_bytes in the "
+                       "user config)")
     group.add_argument("--server-tools", type=_server_tools_type, default=None,
                        metavar="TOOLS", help="built-in tools the server runs itself for API "
                        "requests: a comma list of python, browser (default: none, or "
@@ -72,7 +76,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[str, Any]:
-    """host, port, api_key, cors_origins, max_queue after precedence; raises on bad values."""
+    """host, port, api_key, cors_origins, max_queue, max_body_bytes after precedence; raises
+    ConfigError on bad values."""
     from harmony_tui.errors import ConfigError
 
     host = getattr(args, "host", None) or getattr(user_server, "host", None) or "127.0.0.1"
@@ -89,8 +94,17 @@ def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[st
     max_queue = getattr(args, "max_queue", None)
     if max_queue is not None and max_queue < 1:
         raise ConfigError(f"--max-queue={max_queue}: expected at least 1")
+    max_body = getattr(args, "max_body_bytes", None)
+    if max_body is None:
+        max_body = getattr(user_server, "max_body_bytes", None)
+    if max_body is None:
+        from harmony_tui.server.body_limit import DEFAULT_MAX_BODY_BYTES
+
+        max_body = DEFAULT_MAX_BODY_BYTES
+    if max_body < 1:
+        raise ConfigError(f"--max-body-bytes={max_body}: expected a positive number of bytes")
     return {"host": host, "port": port, "api_key": api_key, "cors_origins": origins,
-            "max_queue": max_queue}
+            "max_queue": max_queue, "max_body_bytes": max_body}
 
 
 def server_tool_names(args: argparse.Namespace, user_server: Any = None) -> tuple[str, ...]:
@@ -164,7 +178,8 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(engine, api_key=options["api_key"], cors_origins=options["cors_origins"],
                          on_request=log_request, setup=_setup_factory(settings),
                          params=settings.params, models_dir=settings.models_dir,
-                         max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE, tools=tools)
+                         max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE, tools=tools,
+                         max_body_bytes=options["max_body_bytes"])
         port = sock.getsockname()[1]
         host = options["host"]
         shown = f"[{host}]" if ":" in host else host
@@ -172,6 +187,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if tool_names:
             print(f"{PROG}: the server runs these built-in tools for API requests, without "
                   f"asking: {', '.join(tool_names)}", file=sys.stderr, flush=True)
+        if tools is not None and tools.python is not None:  # which sandbox runs the code
+            print(f"{PROG}: {tools.python.isolation_summary()}", file=sys.stderr, flush=True)
         print(f"{PROG}: serving {engine.model.name} at http://{shown}:{port}/v1{key_note}; "
               "Ctrl+C stops", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

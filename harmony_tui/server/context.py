@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from harmony_tui import __version__
 from harmony_tui.engine.events import Event, Stats
@@ -24,15 +26,50 @@ FINGERPRINT = f"harmony-tui-{__version__}"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+NEG_INF_LOGPROB = -9999.0  # what OpenAI sends for a log-probability of minus infinity
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced, so that it is strict JSON: -inf (a
+    log-probability of an impossible token) becomes ``NEG_INF_LOGPROB``, +inf the largest
+    float, NaN ``None``."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        if math.isnan(value):
+            return None
+        return NEG_INF_LOGPROB if value < 0 else 1.7976931348623157e308
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def dumps(data: Any) -> str:
+    """Strict JSON text of ``data`` (never ``NaN`` or ``Infinity``)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a non-finite float somewhere (logprobs): the slow path, rarely taken
+        return json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+
+
+class StrictJSONResponse(JSONResponse):
+    """A JSON response that replaces non-finite floats instead of failing (see ``finite``)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("utf-8")
+
+
 def sse(data: Any) -> str:
     """One server-sent event carrying ``data`` as JSON."""
-    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"data: {dumps(data)}\n\n"
 
 
 def sse_event(name: str, data: Any) -> str:
     """A named server-sent event (the Responses API's typed events)."""
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {name}\ndata: {body}\n\n"
+    return f"event: {name}\ndata: {dumps(data)}\n\n"
 
 
 DONE = "data: [DONE]\n\n"
@@ -85,9 +122,12 @@ class ServerContext:
                     reasoning_separator: str = "") -> tuple[Any, list[Event]]:
         """Admit and submit a turn; wait until it started (errors before that become 4xx/5xx).
 
-        With ``run_tools`` (and a tool set) the turn is a ``ToolLoopTurn``: the server runs
-        its built-in tools' calls and continues; its early events come from ``batches()``.
+        A chat turn (not a raw completion) is a ``ToolLoopTurn``: only calls to the request's
+        function tools reach the client; with ``run_tools`` (and a tool set) the server runs
+        its built-in tools' calls, and any other call is refused to the model (see
+        ``tool_loop.py``). Its early events then come from ``batches()``.
         """
+        check_model_limits(turn_request.params, self.loaded().format.vocab_size)
         self.admission.acquire()
         turn: Any = None
         try:
@@ -95,10 +135,10 @@ class ServerContext:
             turn = AsyncTurn(self.engine, turn_request, loop)
             early = await turn.started()
             raise_for_start(early)
-            if run_tools and self.tools is not None:
+            if turn_request.prompt_tokens is None:
                 from harmony_tui.server.tool_loop import ToolLoopTurn
 
-                turn = ToolLoopTurn(turn, early, turn_request, self.tools,
+                turn = ToolLoopTurn(turn, early, turn_request, self.tools if run_tools else None,
                                     lambda next_request: AsyncTurn(self.engine, next_request, loop),
                                     reasoning_separator=reasoning_separator)
                 early = []
@@ -123,6 +163,13 @@ class ServerContext:
         finally:
             turn.cancel()
             self.admission.release()
+
+
+def check_model_limits(params: GenerationParams, vocab_size: int) -> None:
+    """400 for sampling values the loaded model cannot take (the schema checks the rest)."""
+    if params.min_tokens_to_keep > vocab_size:
+        raise APIError(400, f"min_tokens_to_keep={params.min_tokens_to_keep}: must be at most "
+                       f"the model's vocabulary size ({vocab_size})", param="min_tokens_to_keep")
 
 
 def note(request: Request, **fields: Any) -> None:

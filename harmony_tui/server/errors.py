@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("harmony_tui.server")
 
+INVALID_UNICODE_ERROR = "invalid_unicode"  # a lone surrogate in a body (schemas.py)
+
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
          429: "rate_limit_error", 500: "server_error", 503: "server_error"}
@@ -48,15 +50,27 @@ def error_body(message: str, type: str, param: str | None = None,
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+_SCALAR_TYPES = ("str", "int", "float", "bool", "bytes", "none", "dict", "list")
+
+
+def is_union_tag(part: Any) -> bool:
+    """True for the parts pydantic adds to an error location inside a union or a validator
+    (``str``, ``list[str]``, ``constrained-int``, ``function-after[...]``, ``[key]``, model
+    names): they are not fields the client sent."""
+    if not isinstance(part, str) or not part:
+        return False
+    return "[" in part or "-" in part or part in _SCALAR_TYPES or part[0].isupper()
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "messages", 0, "role")`` -> ``messages[0].role``."""
     out = ""
-    for part in loc:
-        if part == "body" and not out:
+    for index, part in enumerate(loc):
+        if part == "body" and index == 0:
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-after[", "function-before[", "function-wrap[")):
+        elif is_union_tag(part):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -68,29 +82,73 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _is_type_error(error: dict[str, Any]) -> bool:
+    kind = str(error.get("type", ""))
+    return kind.endswith("_type") or kind in ("union_tag_invalid", "literal_error")
+
+
+def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The most telling error about the first bad field, and its sibling alternatives.
+
+    Inside a union pydantic reports one error per alternative; an error that passed the type
+    check of an alternative but broke a limit ("at most 4 items") says more than "not a string".
+    """
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    cut = next((i for i, part in enumerate(loc) if i and is_union_tag(part)), None)
+    if cut is None:
+        return first, [first]
+    prefix = loc[:cut]
+    group = [e for e in errors if tuple(e.get("loc", ()))[:cut] == prefix
+             and len(e.get("loc", ())) > cut and is_union_tag(e["loc"][cut])]
+    specific = [e for e in group if not _is_type_error(e)]
+    if specific:
+        return max(specific, key=lambda e: len(e.get("loc", ()))), [first]
+    inside = [e for e in group if len(e.get("loc", ())) > cut + 1]  # matched a container
+    if inside:
+        return max(inside, key=lambda e: len(e.get("loc", ()))), [first]
+    return {**first, "loc": prefix}, group
+
+
+def _lower(msg: str) -> str:
+    return msg[:1].lower() + msg[1:]
+
+
 def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     """(one-line message, param) for the first pydantic error of a request body."""
     if not errors:
         return "invalid request body", None
-    first = errors[0]
+    first, group = _pick(errors)
     kind = first.get("type", "")
     param = field_path(first.get("loc", ())) or None
-    msg = str(first.get("msg", "invalid value"))
-    msg = msg.removeprefix("Value error, ")
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    msg = msg.replace(" after validation", "")
     if kind == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", msg)
         return f"the request body is not valid JSON: {detail}", None
+    if kind == INVALID_UNICODE_ERROR:
+        path = (first.get("ctx") or {}).get("path") or None
+        return msg, path
     if kind == "missing" and param is None:
         return "the request body is missing: send a JSON object", None
     if kind == "missing":
         return f"{param}: this field is required", param
     if kind == "extra_forbidden":
         return f"{param}: unrecognized request argument", param
+    if tuple(first.get("loc", ()))[-1:] == ("[key]",):  # a bad key of a mapping
+        parent = field_path(tuple(first["loc"])[:-2]) or None
+        return f"{parent}: key {_short(first.get('input'))}: {_lower(msg)}", parent
+    if len(group) > 1 and _is_type_error(first):  # no alternative of a union matched
+        wanted = dict.fromkeys(_lower(str(e.get("msg", ""))).removeprefix("input should be ")
+                               for e in group if _is_type_error(e))
+        msg = "input should be " + " or ".join(wanted)
     where = f"{param}: " if param else ""
-    got = f" (got {_short(first['input'])})" if "input" in first and kind != "model_type" else ""
-    if kind == "model_type" or (kind.endswith("_type") and param is None):
-        return f"{where}{msg[0].lower() + msg[1:]}", param
-    return f"{where}{msg[0].lower() + msg[1:]}{got}", param
+    value = first.get("input")
+    if kind == "model_type" or (kind.endswith("_type") and param is None) or "input" not in first:
+        return f"{where}{_lower(msg)}", param
+    if param and (value is None or isinstance(value, str | int | float | bool)):
+        return f"{param}={_short(value)}: {_lower(msg)}", param
+    return f"{where}{_lower(msg)} (got {_short(value)})", param
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -107,16 +165,74 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             message = f"unknown route: {request.method} {request.url.path}"
-            return APIError(404, message, code="unknown_url").response()
+            return APIError(404, message, code="unknown_url", headers=headers).response()
         if exc.status_code == 405:
+            allowed = allowed_methods(request) or headers.get("Allow", "")
             message = f"method {request.method} is not allowed on {request.url.path}"
-            return APIError(405, message, code="method_not_allowed").response()
-        return APIError(exc.status_code, str(exc.detail)).response()
+            if allowed:
+                message += f" (allowed: {allowed})"
+            return APIError(405, message, code="method_not_allowed",
+                            headers={**headers, "Allow": allowed}).response()
+        if exc.status_code == 413:
+            return APIError(413, str(exc.detail), code="request_too_large",
+                            headers={**headers, "Connection": "close"}).response()
+        return APIError(exc.status_code, str(exc.detail), headers=headers or None).response()
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return APIError(500, "internal server error; the server log has the details",
-                        type="server_error").response()
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header for a path: the methods of every route that matches it (Starlette
+    names only the first route's, so GET and HEAD routes of one path hide each other)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+class CatchAllMiddleware:
+    """Turn an unexpected exception into a 500 in OpenAI's shape, and keep the connection.
+
+    Starlette's own last-resort handler re-raises after answering (so the server can log it),
+    which makes uvicorn close the connection: the client's next request on that keep-alive
+    connection then fails with a reset. Here the exception is logged and swallowed once the
+    500 is sent. An exception in the middle of a response cannot be answered: it propagates
+    and the connection closes (the streams catch their own errors, so this is a last resort).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        ended = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            record = (scope.get("state") or {}).get("record")
+            if isinstance(record, dict):
+                record.setdefault("error", "internal server error")
+            if not started:
+                response = APIError(500, "internal server error; the server log has the "
+                                    "details", type="server_error").response()
+                await response(scope, receive, send)
+            elif not ended:  # a half-sent response: only closing the connection ends it
+                raise

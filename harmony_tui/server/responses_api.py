@@ -15,13 +15,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from harmony_tui.engine.engine import TurnRequest
 from harmony_tui.engine.events import Event, MessageDone, Stats, TextDelta, TurnEnd, TurnStart
 from harmony_tui.engine.messages import Message
 from harmony_tui.server.chat import ERRORS, STREAM_DOC, STREAM_FAILED, end_error
-from harmony_tui.server.context import SSE_HEADERS, ServerContext, note, note_stats, now, sse_event
+from harmony_tui.server.context import (
+    SSE_HEADERS,
+    ServerContext,
+    note,
+    note_stats,
+    now,
+    sse_event,
+)
+from harmony_tui.server.context import StrictJSONResponse as JSONResponse
 from harmony_tui.server.errors import APIError, log
 from harmony_tui.server.mapping import (
     JSON_CONTENT,
@@ -247,12 +255,13 @@ def build_responses_router(ctx: ServerContext) -> APIRouter:
                            param="previous_response_id")
         if body.background:
             raise APIError(400, "background responses are not supported", param="background")
-        fmt_type = ((body.text or {}).get("format") or {}).get("type", "text")
-        if fmt_type != "text":
-            raise APIError(400, f"text.format type {fmt_type!r} is not supported: output is not "
-                           "constrained", param="text.format")
+        fmt = body.text.format if body.text is not None else None
+        if fmt is not None and fmt.type != "text":
+            raise APIError(400, f"text.format.type={fmt.type!r}: not supported, output is not "
+                           "constrained (only 'text')", param="text.format.type")
         if body.tool_choice not in (None, "auto", "none"):
-            raise APIError(400, "tool_choice: only 'auto' and 'none' are supported",
+            shown = body.tool_choice if isinstance(body.tool_choice, str) else "a named function"
+            raise APIError(400, f"tool_choice={shown!r}: not supported, only 'auto' and 'none'",
                            param="tool_choice")
         loaded = ctx.model_for(body.model)
         effort = body.reasoning.effort if body.reasoning else None

@@ -83,7 +83,7 @@ class EmbeddedServer:
                  setup: PromptSetup | Callable[[], PromptSetup] | None = None,
                  params: GenerationParams | None = None, models_dir: Path | None = None,
                  max_queue: int | None = None, log_level: str = "warning",
-                 tools: Any = None) -> None:
+                 tools: Any = None, max_body_bytes: int | None = None) -> None:
         self.engine = engine
         self.host = host
         self.port = port
@@ -96,6 +96,7 @@ class EmbeddedServer:
         self.max_queue = max_queue
         self.log_level = log_level
         self.tools = tools
+        self.max_body_bytes = max_body_bytes  # None: body_limit.DEFAULT_MAX_BODY_BYTES
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -113,11 +114,13 @@ class EmbeddedServer:
 
     def app(self) -> Any:
         from harmony_tui.server.app import DEFAULT_MAX_QUEUE, create_app
+        from harmony_tui.server.body_limit import DEFAULT_MAX_BODY_BYTES
 
         return create_app(self.engine, api_key=self.api_key, cors_origins=self.cors_origins,
                           on_request=self.on_request, setup=self.setup, params=self.params,
                           models_dir=self.models_dir,
-                          max_queue=self.max_queue or DEFAULT_MAX_QUEUE, tools=self.tools)
+                          max_queue=self.max_queue or DEFAULT_MAX_QUEUE, tools=self.tools,
+                          max_body_bytes=self.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
 
     def start(self, timeout: float = 15.0) -> None:
         """Listen and serve; returns once accepting. Raises ServerError (one line)."""

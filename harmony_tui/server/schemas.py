@@ -2,25 +2,90 @@
 
 Requests reject unknown fields (400 naming the field), like OpenAI; a few fields that OpenAI
 clients commonly send and that change nothing here (``user``, ``metadata``, ``store`` ...) are
-accepted and ignored. Sampling values are checked against the engine's ``GenerationParams``
-when the request is turned into a turn, so the limits live in one place.
+accepted and ignored. Every number has its range in the schema (the sampling ranges are the
+engine's ``GenerationParams`` limits, copied so they live in one place), so a value out of range
+is a 400 naming the field before anything reaches the engine; limits that depend on the loaded
+model (token ids, ``min_tokens_to_keep``) are checked when the request is turned into a turn.
+Strings must be valid Unicode: a lone surrogate (``"\\ud800"``) anywhere in a body is a 400.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+from harmony_tui.engine.params import GenerationParams
+from harmony_tui.server.errors import INVALID_UNICODE_ERROR
 
 ReasoningEffort = Literal["low", "medium", "high"]
 
+INT32_MAX = 2**31 - 1  # integers that reach MLX as 32-bit values
+SEED_MAX = 2**64 - 1  # MLX seeds are unsigned 64-bit
+MAX_STOPS = 4
+MAX_STOP_CHARS = 1000
+MAX_LOGIT_BIAS = 1024
+MAX_TOOLS = 128
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_surrogate(data: Any, path: str = "") -> tuple[str, str] | None:
+    """(field path, the offending character) of the first lone surrogate in a JSON value."""
+    stack: list[tuple[str, Any]] = [(path, data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return where, found.group()
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                key_text = str(key)
+                child = f"{where}.{key_text}" if where else key_text
+                if _SURROGATE.search(key_text):
+                    return child, _SURROGATE.search(key_text).group()  # type: ignore[union-attr]
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+def _engine_limits(name: str) -> dict[str, Any]:
+    """The ``ge``/``gt``/``le``/``lt`` bounds of a ``GenerationParams`` field."""
+    bounds: dict[str, Any] = {}
+    for item in GenerationParams.model_fields[name].metadata:
+        for attr in ("ge", "gt", "le", "lt"):
+            value = getattr(item, attr, None)
+            if value is not None:
+                bounds[attr] = value
+    return bounds
+
+
+def _sampling(name: str, description: str, **extra: Any) -> Any:
+    """An optional request field with the engine's range for ``name`` (plus ``extra``)."""
+    return Field(None, description=description, **{**_engine_limits(name), **extra})
+
+
+TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
+Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
+LogitBias = Annotated[dict[TokenId, Bias], Field(max_length=MAX_LOGIT_BIAS), WithJsonSchema({
+    "type": "object", "maxProperties": MAX_LOGIT_BIAS,
+    "propertyNames": {"pattern": r"^[0-9]{1,10}$"},
+    "additionalProperties": {"type": "number", "minimum": -100.0, "maximum": 100.0}})]
+StopString = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+TokenCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
+TokenIdInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 # -- shared request fields ------------------------------------------------------------------
@@ -29,23 +94,28 @@ class _Open(BaseModel):
 class SamplingFields(_Strict):
     """Sampling fields shared by every generation endpoint (None: the server's default)."""
 
-    temperature: float | None = Field(None, description="0 is greedy; default 1.0")
-    top_p: float | None = Field(None, description="nucleus sampling mass, in (0, 1]")
-    seed: int | None = Field(None, description="reproducible sampling (runs the request alone)")
-    presence_penalty: float | None = Field(None, description="-2 to 2")
-    frequency_penalty: float | None = Field(None, description="-2 to 2")
-    logit_bias: dict[str, float] | None = Field(
+    temperature: float | None = _sampling("temperature", "0 is greedy; default 1.0")
+    top_p: float | None = _sampling("top_p", "nucleus sampling mass, in (0, 1]")
+    seed: int | None = _sampling("seed", "reproducible sampling (runs the request alone)",
+                                 le=SEED_MAX)
+    presence_penalty: float | None = _sampling("presence_penalty", "-2 to 2")
+    frequency_penalty: float | None = _sampling("frequency_penalty", "-2 to 2")
+    logit_bias: LogitBias | None = Field(
         None, description="token id (as a string) -> bias added to its logit, -100 to 100")
-    stop: str | list[str] | None = Field(
-        None, description="up to 4 strings that end the answer (not included in it)")
+    stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOPS)] | None = Field(
+        None, description=f"up to {MAX_STOPS} strings that end the answer (not included in it)")
     # harmony-tui extras (mlx-lm samplers)
-    top_k: int | None = Field(None, description="keep the k most likely tokens (0: off)")
-    min_p: float | None = Field(None, description="drop tokens below min_p x the top one")
-    min_tokens_to_keep: int | None = Field(None, description="tokens min_p always keeps")
-    repetition_penalty: float | None = Field(None, description="1 disables")
-    repetition_context_size: int | None = Field(None, description="tokens the penalties see")
-    xtc_probability: float | None = Field(None, description="XTC sampling probability")
-    xtc_threshold: float | None = Field(None, description="XTC threshold")
+    top_k: int | None = _sampling("top_k", "keep the k most likely tokens (0: off)",
+                                  le=INT32_MAX)
+    min_p: float | None = _sampling("min_p", "drop tokens below min_p x the top one")
+    min_tokens_to_keep: int | None = _sampling(
+        "min_tokens_to_keep", "tokens min_p always keeps (at most the vocabulary size)",
+        le=INT32_MAX)
+    repetition_penalty: float | None = _sampling("repetition_penalty", "1 disables")
+    repetition_context_size: int | None = _sampling(
+        "repetition_context_size", "tokens the penalties see", le=INT32_MAX)
+    xtc_probability: float | None = _sampling("xtc_probability", "XTC sampling probability")
+    xtc_threshold: float | None = _sampling("xtc_threshold", "XTC threshold")
     # accepted for compatibility, no effect
     user: str | None = None
     metadata: dict[str, Any] | None = None
@@ -53,6 +123,17 @@ class SamplingFields(_Strict):
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        found = find_surrogate(data)
+        if found is not None:
+            path, char = found
+            raise PydanticCustomError(
+                INVALID_UNICODE_ERROR, "{path}: contains a lone surrogate ({char}); text must be "
+                "valid Unicode", {"path": path, "char": char.encode("unicode_escape").decode()})
+        return data
 
 
 class StreamOptions(_Strict):
@@ -121,16 +202,17 @@ class ChatCompletionRequest(SamplingFields):
 
     model: str
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1, description="most tokens to generate")
-    max_completion_tokens: int | None = Field(None, ge=1, description="same as max_tokens")
-    n: int | None = Field(None, description="only 1 is supported")
+    max_tokens: TokenCount | None = Field(None, description="most tokens to generate")
+    max_completion_tokens: TokenCount | None = Field(None, description="same as max_tokens")
+    n: int | None = Field(None, ge=1, le=128, description="only 1 is supported")
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: bool | None = Field(None, description="log-probabilities of the answer's tokens")
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[ToolDef] | None = None
+    tools: list[ToolDef] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: str | dict[str, Any] | None = Field(
-        None, description="'auto' (default) or 'none'; the model cannot be forced to call")
+        None, description="'auto' (default) or 'none' (no tools declared, no tool_calls "
+        "returned); the model cannot be forced to call")
     parallel_tool_calls: bool | None = None
     reasoning_effort: ReasoningEffort | None = Field(None, description="low, medium or high")
     reasoning: ReasoningConfig | None = Field(None, description="{'effort': ...}, same as "
@@ -146,10 +228,11 @@ class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: continue a raw prompt (special tokens allowed)."""
 
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(16, ge=1, description="most tokens to generate (default 16)")
-    n: int | None = None
-    best_of: int | None = None
+    prompt: str | list[str] | list[TokenIdInt] | list[list[TokenIdInt]] = Field(
+        description="the text (special tokens allowed) or its token ids; one prompt only")
+    max_tokens: TokenCount | None = Field(16, description="most tokens to generate (default 16)")
+    n: int | None = Field(None, ge=1, le=128, description="only 1 is supported")
+    best_of: int | None = Field(None, ge=1, le=20, description="only 1 is supported")
     echo: bool | None = None
     suffix: str | None = None
     stream: bool = False
@@ -168,20 +251,32 @@ class ResponseFunctionTool(_Open):
     strict: bool | None = None
 
 
+class TextFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"] = Field(
+        description="only 'text' is supported: output is not constrained")
+
+
+class TextConfig(_Open):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
 class ResponsesRequest(SamplingFields):
     """``POST /v1/responses``: text, reasoning and function calls (stateless)."""
 
     model: str
     input: str | list[dict[str, Any]]
     instructions: str | None = None
-    tools: list[ResponseFunctionTool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ResponseFunctionTool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description="'auto' (default) or 'none' (no tools declared, no function_call "
+        "items returned)")
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: TokenCount | None = None
     reasoning: ReasoningConfig | None = None
     stream: bool = False
     previous_response_id: str | None = None
-    text: dict[str, Any] | None = None
+    text: TextConfig | None = Field(None, description="{'format': {'type': 'text'}}")
     truncation: str | None = None
     include: list[str] | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)

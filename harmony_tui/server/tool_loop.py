@@ -1,13 +1,18 @@
-"""Built-in tools the server runs itself (``--server-tools``): the tool loop of one API request.
+"""The tool loop of one chat or Responses request: server tools run, undeclared tools refused.
 
-When the server was given a ``ToolSet``, a chat or Responses request declares its built-in tools
-(python, browser) and its turn becomes a chain of engine turns: a sub-turn that ends by calling
-one of those tools has the call run (no approval: enabling a tool for the server is the
-approval), the sub-turn's assistant messages and the tool's answer are appended to the
-conversation, and a new sub-turn continues, up to ``max_calls_per_turn`` calls. The client sees
-one answer: the calls and results of the server's tools never reach it, the reasoning of every
-sub-turn does, and usage sums the sub-turns. Calls to anything else (the request's function
-tools, a built-in tool the server does not run) end the request as tool calls, as without tools.
+A request's turn is a chain of engine turns. A sub-turn that ends by calling a tool the server
+runs (``--server-tools``: python, browser) has the call run (no approval: enabling a tool for
+the server is the approval), the sub-turn's assistant messages and the tool's answer are appended
+to the conversation, and a new sub-turn continues, up to ``max_calls_per_turn`` calls.
+
+Only calls to the request's own function tools reach the client (as ``tool_calls`` /
+``function_call`` items). A call to anything else (a built-in tool the server does not run, a
+function the request did not declare, any tool with ``tool_choice: "none"``) is never returned:
+the model is told in a tool message that the tool is not available and continues, at most
+``MAX_REFUSED`` times; after that the answer ends with the text so far (finish "stop").
+
+The client sees one answer: hidden calls and their results never reach it, the reasoning of
+every sub-turn does, and usage sums the sub-turns.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.server.errors import log
 
 BUILTIN_NAMESPACES = ("python", "browser")
+MAX_REFUSED = 2  # undeclared-tool calls answered "not available" per request before giving up
 
 
 def is_builtin(recipient: str | None) -> bool:
@@ -44,11 +50,26 @@ def runs(tools: Any, recipient: str | None) -> bool:
 
 
 def declare(tools: Any, setup: PromptSetup, tool_choice: Any) -> PromptSetup:
-    """``setup`` with the server's tools declared, unless there are none or tools are off
-    for this request (``tool_choice: "none"``)."""
-    if tools is None or tool_choice == "none":
-        return setup
-    return tools.declare(setup)
+    """``setup`` with the server's tools declared; the model is never told of a built-in tool
+    the server does not run. ``tool_choice: "none"`` declares no tool at all."""
+    if tool_choice == "none":
+        return dataclasses.replace(setup, builtin_tools=(), function_tools=())
+    served = tuple(name for name in setup.builtin_tools
+                   if tools is not None and getattr(tools, name, None) is not None)
+    setup = dataclasses.replace(setup, builtin_tools=served)
+    return setup if tools is None else tools.declare(setup)
+
+
+def client_recipients(setup: PromptSetup) -> frozenset[str]:
+    """The recipients whose calls go back to the client: its declared function tools."""
+    return frozenset(f"functions.{tool.name}" for tool in setup.function_tools)
+
+
+def refusal(call: ToolCall) -> Message:
+    """The tool message telling the model that ``call``'s tool does not exist here."""
+    text = (f"Error: the tool {call.recipient!r} is not available in this conversation. "
+            "Do not call it again; answer the user directly without it.")
+    return Message("tool", text, channel=call.channel, name=call.recipient)
 
 
 def merge_stats(parts: Sequence[Stats]) -> Stats | None:
@@ -75,17 +96,20 @@ def merge_stats(parts: Sequence[Stats]) -> Stats | None:
 
 
 class ToolLoopTurn:
-    """An API request's turn whose built-in tool calls the server runs between sub-turns.
+    """An API request's turn: server tools run and undeclared tools refused between sub-turns.
 
     Read like ``AsyncTurn``: ``batches(poll)`` yields lists of events ending with one
-    ``TurnEnd`` (the last sub-turn's, preceded by the summed ``Stats``); ``cancel()`` leaves
-    the turn (stops generation or a running tool) and forgets the request's tool state.
-    ``reasoning_separator`` is sent as analysis text before the reasoning of a later sub-turn
-    (chat completions join all reasoning into one field).
+    ``TurnEnd`` (the last sub-turn's, preceded by the summed ``Stats``, its ``tool_calls``
+    only those the client sees); ``cancel()`` leaves the turn (stops generation or a running
+    tool) and forgets the request's tool state. ``tools`` is the server's ``ToolSet`` (None: the
+    server runs nothing); ``client_tools`` the recipients the client declared (see
+    ``client_recipients``). ``reasoning_separator`` is sent as analysis text before the
+    reasoning of a later sub-turn (chat completions join all reasoning into one field).
     """
 
     def __init__(self, first: Any, early: list[Event], request: Any, tools: Any,
-                 start_turn: Callable[[Any], Any], *, reasoning_separator: str = "") -> None:
+                 start_turn: Callable[[Any], Any], *, reasoning_separator: str = "",
+                 client_tools: frozenset[str] | None = None) -> None:
         self.ended = False
         self.chat_id = f"api-{uuid.uuid4().hex[:16]}"  # per-request state of stateful tools
         self._turn = first
@@ -93,11 +117,14 @@ class ToolLoopTurn:
         self._request = request
         self._messages: list[Message] = list(request.messages)
         self._tools = tools
+        self._client_tools = (client_recipients(request.setup) if client_tools is None
+                              else client_tools)
         self._start_turn = start_turn
         self._separator = reasoning_separator
         self._stats: list[Stats] = []
         self._subturn = 0
         self._calls = 0
+        self._refused = 0
         self._reasoned = False  # an earlier sub-turn sent reasoning
         self._needs_separator = False
         self._task: asyncio.Task[None] | None = None
@@ -123,6 +150,9 @@ class ToolLoopTurn:
                     break
                 stats = merge_stats(self._stats)
                 self.ended = True
+                shown = tuple(c for c in end.tool_calls if not self._hidden(c.recipient))
+                if len(shown) != len(end.tool_calls):
+                    end = dataclasses.replace(end, tool_calls=shown)
                 yield [*out, *([stats] if stats is not None else []), end]
                 return
             else:  # the sub-turn's events stopped without a TurnEnd: it was cancelled
@@ -149,7 +179,7 @@ class ToolLoopTurn:
                 if self._subturn == 0:
                     out.append(event)
             elif isinstance(event, TextDelta | ToolCall):
-                if runs(self._tools, event.recipient):
+                if self._hidden(event.recipient):
                     continue
                 if isinstance(event, TextDelta) and event.recipient is None \
                         and event.channel == "analysis":
@@ -159,21 +189,31 @@ class ToolLoopTurn:
                     self._reasoned = True
                 out.append(event)
             elif isinstance(event, MessageDone):
-                if not runs(self._tools, event.message.recipient):
+                if not self._hidden(event.message.recipient):
                     out.append(event)
             else:
                 out.append(event)
         return out, end
 
+    def _hidden(self, recipient: str | None) -> bool:
+        """A call the client must not see: the server runs it, or the client never declared
+        the tool (so the model is told it is not available)."""
+        return bool(recipient) and (runs(self._tools, recipient)
+                                    or recipient not in self._client_tools)
+
     def _continues(self, end: TurnEnd) -> bool:
-        """Does the request go on with another sub-turn after running ``end``'s calls?"""
+        """Does the request go on with another sub-turn after answering ``end``'s calls?"""
         if end.reason != "call" or not end.tool_calls or self._closed:
             return False
-        if not all(runs(self._tools, call.recipient) for call in end.tool_calls):
-            return False
+        if not all(self._hidden(call.recipient) for call in end.tool_calls):
+            return False  # a call of the client's own tools: it answers
+        served = any(runs(self._tools, call.recipient) for call in end.tool_calls)
+        refused = not all(runs(self._tools, call.recipient) for call in end.tool_calls)
         # Like the app: max_calls_per_turn calls run, one more is told the limit was reached,
         # and a call after that ends the request (finish_reason "stop").
-        return self._calls <= self._tools.max_calls
+        if served and self._calls > self._tools.max_calls:
+            return False
+        return not refused or self._refused < MAX_REFUSED
 
     # -- running tools --------------------------------------------------------------------------
 
@@ -195,6 +235,10 @@ class ToolLoopTurn:
     async def _answer_calls(self, end: TurnEnd) -> None:
         messages = [*self._messages, *end.messages]
         for call in end.tool_calls:
+            if not runs(self._tools, call.recipient):
+                self._refused += 1
+                messages.append(refusal(call))
+                continue
             self._calls += 1
             messages.append(await self._answer(call))
         if self._closed:
@@ -233,6 +277,8 @@ class ToolLoopTurn:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._turn.cancel()
+        if self._tools is None:
+            return
         try:
             self._tools.forget_chat(self.chat_id)
         except Exception:  # cleanup must not break the response
