@@ -800,7 +800,14 @@ class HarmonyApp(App[None]):
 
     @work(group="tools-start")
     async def start_tools(self, toolset: ToolSet) -> None:
-        """Connect the MCP servers of the config (in the background); failures are shown."""
+        """Connect the MCP servers of the config (in the background); failures are shown.
+        The status bar shows the python tool's sandbox (a warning when there is none)."""
+        python = toolset.python
+        self.status.isolation = "" if python is None else await asyncio.to_thread(
+            python.isolation_label)
+        if python is not None and not self.status.isolation.endswith(("bubblewrap",
+                                                                       "sandbox-exec")):
+            self.notify(python.isolation_summary(), severity="warning", timeout=15)
         if not toolset.config.mcp_servers:
             return
         await toolset.astart()

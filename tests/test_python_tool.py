@@ -1,9 +1,14 @@
-"""The python tool with real child interpreters, real folders and real process groups."""
+"""The python tool with real child interpreters, real folders and real process groups.
+
+The interpreters run in the sandbox the tool picks by default (bubblewrap on Linux). Where no
+sandbox is installed these tests run unisolated (``sandbox: none``), except in CI (``CI=true``),
+where they insist on the sandbox (``.ci/run`` installs bubblewrap)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +25,59 @@ from harmony_tui.tools.python_tool import (
     PythonToolSettings,
     extract_code,
 )
+from harmony_tui.tools.sandbox import SandboxUnavailable, detect
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def sandbox_problem() -> str | None:
+    """Why the default sandbox cannot run here (None when it can)."""
+    try:
+        detect("auto")
+    except SandboxUnavailable as err:
+        return str(err)
+    return None
+
+
+# The sandbox setting the mechanics tests use: the default, unless no sandbox is installed on
+# a developer's machine (CI must have it: there the default stays and missing bwrap fails).
+SANDBOX = "auto" if sandbox_problem() is None or in_ci() else "none"
+
+
+def settings(**values) -> PythonToolSettings:
+    return PythonToolSettings(**{"sandbox": SANDBOX, **values})
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Host pids of live processes whose command line contains ``marker`` (namespaced pids
+    mean nothing here, so processes are found by a marker in their arguments)."""
+    needle = marker.encode()
+    if not Path("/proc/self/cmdline").exists():  # macOS
+        listing = subprocess.run(["ps", "-axo", "pid=,stat=,command="], capture_output=True,
+                                 check=True).stdout.splitlines()
+        return [int(line.split()[0]) for line in listing
+                if needle in line and b"Z" not in line.split()[1]]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes() and not process_gone(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def kill_marked(marker: str) -> None:
+    """Clean up after a failing run: kill what a test's code left behind."""
+    for pid in marked_processes(marker):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
 
 
 def call(code: str, chat_id: str | None = "chat-1", recipient: str = "python") -> ToolInvocation:
@@ -52,14 +110,14 @@ async def wait_for(condition, timeout: float = 10.0, message: str = "condition")
 
 @pytest.fixture
 async def tool():
-    tool = PythonTool(PythonToolSettings(timeout_s=10))
+    tool = PythonTool(settings(timeout_s=10))
     yield tool
     await tool.aclose()
 
 
 @pytest.fixture
 async def stateful():
-    tool = PythonTool(PythonToolSettings(timeout_s=10, stateful=True))
+    tool = PythonTool(settings(timeout_s=10, stateful=True))
     yield tool
     await tool.aclose()
 
@@ -71,8 +129,9 @@ def test_tool_protocol_and_settings() -> None:
     assert (settings.timeout_s, settings.memory_mb, settings.max_output_chars) == (30, 1024, 10000)
     assert settings.python == sys.executable and settings.workdir is None
     assert not settings.stateful and not settings.auto_approve
+    assert settings.sandbox == "auto" and not settings.network
     assert all(field.description for field in PythonToolSettings.model_fields.values())
-    for bad in ({"timeout_s": 0}, {"memory_mb": 32}, {"colour": "red"}):
+    for bad in ({"timeout_s": 0}, {"memory_mb": 32}, {"colour": "red"}, {"sandbox": "docker"}):
         with pytest.raises(ValidationError):
             PythonToolSettings(**bad)
 
@@ -83,6 +142,8 @@ async def test_print_output_and_details(tool: PythonTool) -> None:
     assert result.text == "hello\nworld"
     assert result.duration_s > 0
     assert result.details["timed_out"] is False and result.details["stateful"] is False
+    assert result.details["isolation"] == ("none" if SANDBOX == "none" else
+                                           "sandbox-exec" if sys.platform == "darwin" else "bwrap")
 
 
 async def test_stderr_is_part_of_the_output(tool: PythonTool) -> None:
@@ -131,29 +192,32 @@ async def test_input_reads_nothing_instead_of_the_protocol(tool: PythonTool) -> 
 
 
 async def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
-    tool = PythonTool(PythonToolSettings(timeout_s=1, workdir=tmp_path))
+    tool = PythonTool(settings(timeout_s=1, workdir=tmp_path))
+    marker = f"harmony-test-grandchild-{os.getpid()}-{time.monotonic_ns()}"
     code = (
         "import subprocess, sys\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "open('grandchild.pid', 'w').write(str(child.pid))\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+        f"{marker!r}])\n"
         "print('spinning', flush=True)\n"
         "while True:\n    pass\n"
     )
-    started = time.monotonic()
-    result = await tool.run(call(code))
-    assert time.monotonic() - started < 5
-    assert result.is_error and result.details["timed_out"]
-    assert result.text.startswith("python: timed out after 1 s")
-    assert "spinning" in result.text
-    assert process_gone(result.details["pid"])
-    grandchild = int((tmp_path / "grandchild.pid").read_text())
-    await wait_for(lambda: process_gone(grandchild), message="the grandchild to die")
-    await tool.aclose()
+    try:
+        started = time.monotonic()
+        result = await tool.run(call(code))
+        assert time.monotonic() - started < 5
+        assert result.is_error and result.details["timed_out"]
+        assert result.text.startswith("python: timed out after 1 s")
+        assert "spinning" in result.text
+        assert process_gone(result.details["pid"])
+        await wait_for(lambda: not marked_processes(marker), message="the grandchild to die")
+    finally:
+        kill_marked(marker)
+        await tool.aclose()
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS does not enforce RLIMIT_AS")
 async def test_memory_limit_raises_memory_error() -> None:
-    tool = PythonTool(PythonToolSettings(memory_mb=128))
+    tool = PythonTool(settings(memory_mb=128))
     result = await tool.run(call("big = bytearray(2 * 1024 ** 3)"))
     assert result.is_error
     assert "MemoryError" in result.text and "bytearray" in result.text
@@ -163,7 +227,7 @@ async def test_memory_limit_raises_memory_error() -> None:
 
 
 async def test_output_is_capped_keeping_head_and_tail() -> None:
-    tool = PythonTool(PythonToolSettings(max_output_chars=1000))
+    tool = PythonTool(settings(max_output_chars=1000))
     result = await tool.run(call("print('a' * 5000 + 'END')"))
     assert not result.is_error
     assert result.text.startswith("a" * 500)
@@ -194,16 +258,21 @@ async def test_secrets_are_not_inherited(tool: PythonTool,
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
     monkeypatch.setenv("PYTHONPATH", "/somewhere")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    result = await tool.run(call("import os\nprint(sorted(os.environ))\nprint(os.environ['HOME'])"))
-    names_line, home = result.text.splitlines()
+    result = await tool.run(call("import os\nprint(sorted(os.environ))\nprint(os.environ['HOME'])\n"
+                                 "open(os.path.expanduser('~/probe'), 'w').write('ok')\n"
+                                 "os.listdir(os.environ['HOME'])"))
+    names_line, home, listing = result.text.splitlines()
     for secret in ("OPENAI_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "PYTHONPATH"):
         assert secret not in names_line
     assert "LC_ALL" in names_line and "PATH" in names_line
-    assert home == result.details["workdir"]
+    # The home is private and writable: in a sandbox an empty tmpfs, without one the work folder.
+    assert home == ("/home/sandbox" if result.details["isolation"] == "bwrap"
+                    else result.details["workdir"])
+    assert "'probe'" in listing
 
 
 async def test_working_folder_is_temporary_writable_and_per_chat() -> None:
-    tool = PythonTool()
+    tool = PythonTool(settings())
     first = await tool.run(call("import os\nopen('notes.txt', 'w').write('kept')\nos.getcwd()"))
     folder = Path(first.details["workdir"])
     assert first.text == repr(str(folder)) and (folder / "notes.txt").read_text() == "kept"
@@ -218,7 +287,7 @@ async def test_working_folder_is_temporary_writable_and_per_chat() -> None:
 
 async def test_configured_working_folder_is_kept(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
-    tool = PythonTool(PythonToolSettings(workdir=workdir))
+    tool = PythonTool(settings(workdir=workdir))
     result = await tool.run(call("open('out.txt', 'w').write('hi')"))
     assert not result.is_error and result.details["workdir"] == str(workdir)
     await tool.aclose()
@@ -239,7 +308,7 @@ async def test_stateful_keeps_variables_and_stateless_does_not(
 
 
 async def test_stateful_timeout_resets_state() -> None:
-    tool = PythonTool(PythonToolSettings(stateful=True, timeout_s=0.5))
+    tool = PythonTool(settings(stateful=True, timeout_s=0.5))
     first = await tool.run(call("value = 'set'"))
     result = await tool.run(call("while True:\n    pass"))
     assert result.is_error and result.details["timed_out"]
@@ -259,20 +328,24 @@ async def test_aclose_kills_children(stateful: PythonTool) -> None:
 
 
 async def test_cancelled_call_kills_its_interpreter(tmp_path: Path) -> None:
-    tool = PythonTool(PythonToolSettings(workdir=tmp_path))
+    tool = PythonTool(settings(workdir=tmp_path))
+    marker = f"harmony-test-cancelled-{os.getpid()}-{time.monotonic_ns()}"
     task = asyncio.create_task(tool.run(call(
-        "import os\nopen('pid', 'w').write(str(os.getpid()))\nwhile True:\n    pass")))
-    pid_file = tmp_path / "pid"
-    await wait_for(lambda: pid_file.exists() and pid_file.read_text() != "", message="pid file")
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert process_gone(int(pid_file.read_text()))
-    await tool.aclose()
+        "import os, sys\n"
+        f"os.execv(sys.executable, [sys.executable, '-c', 'while True: pass', {marker!r}])")))
+    try:
+        await wait_for(lambda: bool(marked_processes(marker)), message="the cell to run")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_for(lambda: not marked_processes(marker), message="the interpreter to die")
+    finally:
+        kill_marked(marker)
+        await tool.aclose()
 
 
 def test_works_across_event_loops() -> None:
-    tool = PythonTool(PythonToolSettings(stateful=True))
+    tool = PythonTool(settings(stateful=True))
     asyncio.run(tool.run(call("shared = 'across loops'")))
     assert asyncio.run(tool.run(call("shared"))).text == "'across loops'"
     asyncio.run(tool.aclose())
@@ -286,7 +359,7 @@ async def test_bad_input_gets_clear_errors(tool: PythonTool) -> None:
     assert empty.is_error and empty.text.startswith("python: no code to run")
     recipient = await tool.run(call("1", recipient="python.exec"))
     assert recipient.is_error and "unknown recipient 'python.exec'" in recipient.text
-    missing = PythonTool(PythonToolSettings(python="/nonexistent/python3"))
+    missing = PythonTool(settings(python="/nonexistent/python3"))
     result = await missing.run(call("1"))
     assert result.is_error and "cannot start the interpreter '/nonexistent/python3'" in result.text
     await missing.aclose()
@@ -313,9 +386,9 @@ def test_extract_code_and_model_description() -> None:
 
 async def test_forget_chat_kills_the_interpreter_and_removes_its_folder(tmp_path):
     from harmony_tui.tools.base import ToolInvocation
-    from harmony_tui.tools.python_tool import PythonTool, PythonToolSettings
+    from harmony_tui.tools.python_tool import PythonTool
 
-    tool = PythonTool(PythonToolSettings(stateful=True, timeout_s=20))
+    tool = PythonTool(settings(stateful=True, timeout_s=20))
     try:
         result = await tool.run(ToolInvocation("python", "import os; print(os.getcwd())",
                                                "c1", "chat-a"))

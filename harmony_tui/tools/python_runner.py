@@ -28,7 +28,9 @@ _THIS_FILE = os.path.abspath(__file__)
 
 def limit_memory(memory_mb: int) -> None:
     """Cap the address space (Linux enforces RLIMIT_AS; macOS accepts but ignores it, so
-    RLIMIT_DATA is tried there as well). Also disable core dumps."""
+    RLIMIT_DATA is tried there as well). Also disable core dumps. Soft and hard limits are both
+    set before any cell runs, so a cell cannot raise them again (only a process with
+    CAP_SYS_RESOURCE outside a sandbox could)."""
     import resource
 
     limit = memory_mb * 1024 * 1024
@@ -40,7 +42,7 @@ def limit_memory(memory_mb: int) -> None:
         try:
             _soft, hard = resource.getrlimit(which)
             capped = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-            resource.setrlimit(which, (capped, hard))
+            resource.setrlimit(which, (capped, capped))
         except (ValueError, OSError):
             pass  # not supported on this platform
     try:

@@ -1,16 +1,20 @@
 """The ``python`` tool: runs model-written code like a Jupyter cell in a separate interpreter.
 
-Every call runs in a child process (``python -I``) inside a working folder, with a reduced
-environment (no API keys or tokens), a memory limit and a timeout that kills the child's whole
-process group. Stateless by default (a fresh interpreter per call); with ``stateful`` one
-interpreter per chat keeps variables between calls. The child side is ``python_runner.py``.
+Every interpreter (``python -I``) runs in its own OS sandbox (``sandbox.py``: bubblewrap on
+Linux, Seatbelt on macOS) with only its working folder writable, no network unless allowed, an
+allow-listed environment, memory limits it cannot raise, and a timeout that kills the whole
+sandbox. Where no sandbox is available the tool refuses to run code (a one-line error saying what
+to install) unless the settings say ``sandbox: none``. Stateless by default (a fresh interpreter
+per call); with ``stateful`` one interpreter per chat, each in its own sandbox, keeps variables
+between calls. The child side is ``python_runner.py``.
 
 Blocking process I/O runs under ``asyncio.to_thread`` so the tool works from any event loop
 (Textual's or ``asyncio.run``) and never blocks it.
 
 Limits: the memory cap is ``RLIMIT_AS``, which Linux enforces; macOS accepts but ignores it, so
-there the cap is best effort (``RLIMIT_DATA`` is tried too). Code that moves itself to a new
-session (``os.setsid``) escapes the process-group kill.
+there the cap is best effort (``RLIMIT_DATA`` is tried too). Without a PID namespace (macOS,
+``sandbox: none``) code that moves itself to a new session (``os.setsid``) escapes the timeout's
+process-group kill.
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.sandbox import (
+    Isolation,
+    SandboxMode,
+    SandboxUnavailable,
+    detect,
+    start_process,
+    wrap_command,
+)
 
 RUNNER = Path(__file__).with_name("python_runner.py")
 NO_OUTPUT = "(no output)"
@@ -44,6 +56,7 @@ NO_OUTPUT = "(no output)"
 SAFE_ENV_NAMES = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM")
 _READ_SIZE = 65536
 _DRAIN_GRACE_S = 0.2  # how long to wait for output still in flight after the child exited
+TEMP_PREFIX = "harmony-python-"  # temporary folders are named harmony-python-<pid>-<random>
 
 
 class PythonToolSettings(BaseModel):
@@ -62,6 +75,12 @@ class PythonToolSettings(BaseModel):
     workdir: Path | None = Field(None, description="folder the code runs in; empty: a fresh "
                                  "temporary folder per chat, removed when the tool closes")
     auto_approve: bool = Field(False, description="run code without asking first")
+    sandbox: SandboxMode = Field("auto", description="how code is isolated: auto (bubblewrap on "
+                                 "Linux, sandbox-exec on macOS), bwrap, sandbox-exec, or none "
+                                 "(no isolation: the code can read your files and secrets; "
+                                 "without a sandbox the tool refuses to run unless this is none)")
+    network: bool = Field(False, description="let the code use the network (and services on "
+                          "this machine) from inside the sandbox")
 
 
 def extract_code(arguments: str) -> str:
@@ -183,14 +202,17 @@ class _SentinelScanner:
 
 
 class Interpreter:
-    """One child interpreter running ``python_runner.py``; blocking, used from a worker thread.
+    """One child interpreter running ``python_runner.py`` in its own sandbox; blocking, used
+    from a worker thread.
 
     ``kill`` may be called from any thread while a cell runs: the cell then ends as if the
-    child had died."""
+    child had died (with a PID namespace, everything the cell started dies with it)."""
 
-    def __init__(self, settings: PythonToolSettings, workdir: Path) -> None:
+    def __init__(self, settings: PythonToolSettings, workdir: Path,
+                 isolation: Isolation | None = None) -> None:
         self.settings = settings
         self.workdir = workdir
+        self.isolation = isolation or Isolation("none")
         self.lock = threading.Lock()  # one cell at a time
         self._state_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -211,12 +233,21 @@ class Interpreter:
             if self._killed:
                 raise ToolError("python: the interpreter was stopped before the code could run")
             if self._proc is None:
-                command = [self.settings.python, "-I", str(RUNNER), str(self.settings.memory_mb)]
+                python = self.settings.python
+                program = shutil.which(python) if os.sep not in python else python
+                if program is None or not os.access(program, os.X_OK) or os.path.isdir(program):
+                    raise ToolError(f"python: cannot start the interpreter {python!r}: no such "
+                                    "program")
+                command = [program, "-I", str(RUNNER), str(self.settings.memory_mb)]
+                sandboxed = wrap_command(
+                    command, self.workdir, network=self.settings.network,
+                    mode=self.isolation.kind, env=child_environment(self.workdir),
+                    readable=[RUNNER], tmpfs_mb=self.settings.memory_mb)
                 try:
-                    self._proc = subprocess.Popen(
-                        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, cwd=self.workdir,
-                        env=child_environment(self.workdir), start_new_session=True,
+                    self._proc = start_process(
+                        sandboxed.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, cwd=self.workdir, env=sandboxed.env,
+                        start_new_session=True,
                     )
                 except OSError as err:
                     raise ToolError(f"python: cannot start the interpreter "
@@ -307,7 +338,8 @@ class Interpreter:
         return response, False
 
     def kill(self) -> None:
-        """Kill the child's whole process group and reap the child."""
+        """Kill the child's whole process group and reap the child (in a bubblewrap sandbox,
+        the ``bwrap`` process: its PID namespace and everything in it die with it)."""
         with self._state_lock:
             self._killed = True
             proc = self._proc
@@ -361,6 +393,39 @@ class PythonTool:
         self._sessions: dict[str, Interpreter] = {}  # stateful: chat id -> interpreter
         self._running: set[Interpreter] = set()  # stateless calls in progress
         self._temp_dirs: dict[str, Path] = {}  # chat id -> temporary working folder
+        self._isolation: Isolation | None = None
+        self._unavailable: str | None = None
+        clean_stale_workdirs()
+
+    def isolation(self) -> Isolation:
+        """The sandbox the code runs in; SandboxUnavailable (one line, ``python: ...``) when
+        none is available and the settings do not say ``sandbox: none``."""
+        if self._isolation is None and self._unavailable is None:
+            try:
+                self._isolation = detect(self.settings.sandbox)
+            except SandboxUnavailable as err:
+                self._unavailable = f"python: {err}"
+        if self._isolation is None:
+            raise SandboxUnavailable(self._unavailable or "python: no sandbox")
+        return self._isolation
+
+    def isolation_summary(self) -> str:
+        """One line for the status bar and ``--serve``: the isolation in force, or why the
+        tool will not run code."""
+        try:
+            isolation = self.isolation()
+        except SandboxUnavailable as err:
+            return f"{err}"
+        return f"python sandbox: {isolation.describe(self.settings.network)}"
+
+    def isolation_label(self) -> str:
+        """A few words for the status bar."""
+        try:
+            kind = self.isolation().kind
+        except SandboxUnavailable:
+            return "python: off, no sandbox"
+        return {"bwrap": "python: bubblewrap", "sandbox-exec": "python: sandbox-exec",
+                "none": "python: NOT sandboxed"}[kind]
 
     def model_description(self) -> str:
         """What the model is told about this tool (for the system message's tool section)."""
@@ -396,13 +461,15 @@ class PythonTool:
                                 "as 'python' with the code as the message content")
             code = extract_code(call.arguments)
             key = call.chat_id or ""
+            isolation = self.isolation()
             workdir = self._workdir(key)
-            interpreter = self._interpreter(key, workdir)
+            interpreter = self._interpreter(key, workdir, isolation)
             outcome = await self._run_in_thread(key, interpreter, code)
         except ToolError as err:
             return ToolResult(str(err), is_error=True, duration_s=time.perf_counter() - started)
         text, is_error = self._result_text(outcome)
         details = {"stateful": self.settings.stateful, "workdir": str(workdir),
+                   "isolation": interpreter.isolation.kind,
                    "pid": interpreter.pid, "timed_out": outcome.timed_out,
                    "exit_code": outcome.exit_code, "output_chars": outcome.output_chars,
                    "omitted_chars": outcome.omitted_chars}
@@ -443,15 +510,15 @@ class PythonTool:
                                 f"{err.strerror or err}") from err
             return folder
         if key not in self._temp_dirs:
-            self._temp_dirs[key] = Path(tempfile.mkdtemp(prefix="harmony-python-"))
+            self._temp_dirs[key] = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         return self._temp_dirs[key]
 
-    def _interpreter(self, key: str, workdir: Path) -> Interpreter:
+    def _interpreter(self, key: str, workdir: Path, isolation: Isolation) -> Interpreter:
         if not self.settings.stateful:
-            return Interpreter(self.settings, workdir)
+            return Interpreter(self.settings, workdir, isolation)
         interpreter = self._sessions.get(key)
         if interpreter is None or not interpreter.alive:
-            interpreter = self._sessions[key] = Interpreter(self.settings, workdir)
+            interpreter = self._sessions[key] = Interpreter(self.settings, workdir, isolation)
         return interpreter
 
     async def _run_in_thread(self, key: str, interpreter: Interpreter, code: str) -> CellOutcome:
@@ -494,3 +561,49 @@ class PythonTool:
                 message = f"{output}\n\n{message}"
             return message, True
         return (output or NO_OUTPUT), not outcome.ok
+
+
+def clean_stale_workdirs(tempdir: str | Path | None = None) -> list[Path]:
+    """Remove the temporary working folders (``harmony-python-<pid>-*``) whose process is gone
+    (an app killed by SIGKILL cannot clean up). Folders of running processes, of other users
+    and of unknown owners are kept. Returns the removed folders."""
+    base = Path(tempdir if tempdir is not None else tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = _owner_pid(entry.name)
+        if pid is None or not entry.is_dir(follow_symlinks=False) or _process_exists(pid):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _owner_pid(name: str) -> int | None:
+    """The pid in ``harmony-python-<pid>-<random>``; None for any other name."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    digits, dash, rest = name[len(TEMP_PREFIX):].partition("-")
+    if not (dash and rest and digits.isdigit()):
+        return None
+    return int(digits)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a real owner: keep the folder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process (PermissionError) still counts as running
+    return True

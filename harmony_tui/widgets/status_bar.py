@@ -9,7 +9,7 @@ from textual.widgets import Static
 HELP = """\
 Model · state (loading, idle, prefill, generating, tool) · time to first token · tokens per
 second · prompt and generated tokens · context used of the limit · peak memory · the API
-server's address while it runs.
+server's address while it runs · the python tool's sandbox while the tool is on.
 """
 
 
@@ -29,6 +29,7 @@ class StatusBar(Static):
     peak_gb: reactive[float | None] = reactive(None)
     detail: reactive[str] = reactive("")
     server_url: reactive[str] = reactive("")
+    isolation: reactive[str] = reactive("")  # the python tool's sandbox, e.g. "python: bubblewrap"
 
     def render(self) -> Text:
         parts: list[tuple[str, str]] = [(self.model_name or "no model", "bold"),
@@ -48,6 +49,9 @@ class StatusBar(Static):
             parts.append((f"peak {self.peak_gb:.2f} GB", ""))
         if self.server_url:
             parts.append((f"API {self.server_url}", "bold"))
+        if self.isolation:
+            sandboxed = self.isolation.endswith(("bubblewrap", "sandbox-exec"))
+            parts.append((self.isolation, "" if sandboxed else "bold red"))
         text = Text()
         for index, (part, style) in enumerate(parts):
             if index:
