@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from test_python_tool import call, in_ci, kill_marked, marked_processes, sandbox_problem, wait_for
 
+from harmony_tui.tools.base import ToolError
 from harmony_tui.tools.python_tool import PythonTool, PythonToolSettings, clean_stale_workdirs
 from harmony_tui.tools.sandbox import (
     SANDBOX_EXEC,
@@ -378,14 +379,16 @@ async def test_stale_temp_folders_of_dead_processes_are_removed_at_start(tmp_pat
 
 def test_wrap_command_runs_a_function_command_in_the_sandbox(requires_sandbox,
                                                              tmp_path: Path) -> None:
-    """What function tools use: a shell command in the work folder, cleared environment."""
+    """What function tools use: a command in the work folder, only the environment given."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "in.json").write_text('{"x": 1}')
     (tmp_path / "private.txt").write_text(SECRET)
-    command = wrap_command(["sh", "-c", f"cat in.json; cat {tmp_path}/private.txt; "
-                            "echo; echo $HOME; env | sort | tr '\\n' ' '; echo hi > out.txt"],
-                           work, env={"PATH": "/usr/bin:/bin", "ARG": "given"})
+    script = work / "tool.sh"
+    script.write_text(f"#!/bin/sh\ncat in.json; cat {tmp_path}/private.txt; echo; echo $HOME\n"
+                      "env | sort | tr '\\n' ' '; echo; echo hi > out.txt\n")
+    script.chmod(0o755)
+    command = wrap_command(["./tool.sh"], work, env={"PATH": "/usr/bin:/bin", "ARG": "given"})
     assert command.isolation.kind == "bwrap" and command.env["HOME"] == "/home/sandbox"
     process = start_process(command.argv, env=command.env, cwd=work, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -396,6 +399,8 @@ def test_wrap_command_runs_a_function_command_in_the_sandbox(requires_sandbox,
     assert lines[1] == "/home/sandbox"
     assert "ARG=given" in lines[2] and "HARMONY_TUI" not in lines[2]
     assert (work / "out.txt").read_text() == "hi\n"
+    with pytest.raises(ToolError, match="cannot run 'no-such-tool': no such program"):
+        wrap_command(["no-such-tool"], work)
 
 
 def test_program_roots_never_expose_the_home(tmp_path: Path,

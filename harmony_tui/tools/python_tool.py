@@ -238,7 +238,8 @@ class Interpreter:
                 if program is None or not os.access(program, os.X_OK) or os.path.isdir(program):
                     raise ToolError(f"python: cannot start the interpreter {python!r}: no such "
                                     "program")
-                command = [program, "-I", str(RUNNER), str(self.settings.memory_mb)]
+                command = [os.path.abspath(program), "-I", str(RUNNER),
+                           str(self.settings.memory_mb)]
                 sandboxed = wrap_command(
                     command, self.workdir, network=self.settings.network,
                     mode=self.isolation.kind, env=child_environment(self.workdir),

@@ -80,10 +80,10 @@ class Isolation:
 
 @dataclass(frozen=True, slots=True)
 class Sandboxed:
-    """A command ready for ``subprocess.Popen(argv, env=env, cwd=workdir)``.
+    """A command ready for ``start_process(argv, env=env, cwd=workdir, ...)``.
 
-    Pass ``env`` to Popen too: inside the sandbox the ``bwrap`` process's own environment is
-    readable (``/proc/1/environ``), so it must not be the parent's."""
+    Pass ``env`` too: inside the sandbox the ``bwrap`` process's own environment is readable
+    (``/proc/1/environ``), so it must not be the parent's."""
 
     argv: list[str]
     env: dict[str, str]
@@ -309,17 +309,22 @@ def wrap_command(argv: Sequence[str], workdir: Path, *, network: bool = False,
                  tmpfs_mb: int = 256) -> Sandboxed:
     """``argv`` made to run in the sandbox ``mode`` selects, in ``workdir`` (writable).
 
-    ``argv[0]`` is resolved on PATH; it and its install folder (``program_roots``) become
-    readable, as do ``readable``; ``writable`` adds writable folders. ``env`` is the whole
-    environment of the command (nothing else is inherited; HOME and TMPDIR are set to the
-    sandbox's private folders). Raises SandboxUnavailable (no sandbox here and ``mode`` is not
-    ``none``) or ToolError (``argv[0]`` not found). Kill the process started from ``argv`` to
-    end everything inside (Linux); start it with ``start_new_session=True``."""
+    ``argv[0]`` is resolved on PATH (a relative path: from ``workdir``); it and its install
+    folder (``program_roots``) become readable, as do ``readable``; ``writable`` adds
+    writable folders. ``env`` is the whole environment of the command (nothing else is
+    inherited; HOME and TMPDIR are set to the sandbox's private folders). Raises
+    SandboxUnavailable (no sandbox here and ``mode`` is not ``none``) or ToolError
+    (``argv[0]`` not found). Start the result with ``start_process`` (or at least with
+    ``env=result.env`` and ``start_new_session=True``); killing that process ends everything
+    inside (Linux)."""
     if not argv:
         raise ToolError("no command to run")
     isolation = detect(mode)
     workdir = Path(os.path.abspath(workdir))
-    program = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
+    if os.sep in argv[0]:  # a path: relative ones start from the work folder, as in Popen
+        program: str | None = os.path.join(workdir, argv[0])
+    else:
+        program = shutil.which(argv[0])
     if program is None or not os.access(program, os.X_OK) or os.path.isdir(program):
         raise ToolError(f"cannot run {argv[0]!r}: no such program")
     program = os.path.abspath(program)
