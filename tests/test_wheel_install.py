@@ -37,7 +37,6 @@ from conftest import wait_until
 from harmony_tui.demo.corpus import SCRIPTS
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = SOURCE_ROOT / "harmony_tui"
 HELLO = next(s for s in SCRIPTS if s.prompt == "Hello!")
 # Not copied for the build: VCS data, earlier build output, local models, caches.
 COPY_IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "models", ".venv",
@@ -49,13 +48,13 @@ def run(cmd: list[str], timeout: float = 240, **kwargs) -> subprocess.CompletedP
                           stdin=subprocess.DEVNULL, **kwargs)
 
 
-def package_files() -> dict[str, Path]:
-    """Every file of the source package that a wheel must carry (bytecode aside)."""
+def package_files(tree: Path) -> dict[str, Path]:
+    """Every file of the tree's package that a wheel must carry (bytecode aside)."""
     files = {}
-    for path in sorted(PACKAGE.rglob("*")):
+    for path in sorted((tree / "harmony_tui").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {
                 ".pyc", ".pyo", ".pyd"}:
-            files[path.relative_to(SOURCE_ROOT).as_posix()] = path
+            files[path.relative_to(tree).as_posix()] = path
     return files
 
 
@@ -72,6 +71,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f'pip install -e ".[dev]"):\n{result.stdout}\n{result.stderr}')
     (built,) = (work / "dist").glob("harmony_tui-*.whl")
     return built
+
+
+def built_tree(wheel: Path) -> Path:
+    """The copy of the source tree the wheel was built from (others may edit the real one)."""
+    return wheel.parents[1] / "tree"
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,13 @@ def run_installed(venv: Venv, *args: str, timeout: float = 240) -> subprocess.Co
 
 def test_the_wheel_carries_every_package_file(wheel: Path):
     """Every file under harmony_tui/ (data files included) is in the wheel, byte for byte."""
+    files = package_files(built_tree(wheel))
+    assert "harmony_tui/app.tcss" in files and len(files) > 50
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        missing = sorted(set(package_files()) - names)
+        missing = sorted(set(files) - names)
         assert not missing, f"files of harmony_tui/ missing from the wheel: {missing}"
-        differ = [name for name, path in package_files().items()
+        differ = [name for name, path in files.items()
                   if archive.read(name) != path.read_bytes()]
         assert not differ, f"wheel files differ from the tree: {differ}"
     stray = sorted(n for n in names if n.endswith((".pyc", ".pyo")) or "__pycache__" in n)
