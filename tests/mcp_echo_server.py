@@ -35,6 +35,12 @@ def fail(reason: str = "broken on purpose") -> str:
 
 
 @server.tool()
+def big(size: int) -> str:
+    """A text of ``size`` characters: "H", x's, "T"."""
+    return "H" + "x" * (size - 2) + "T"
+
+
+@server.tool()
 def pid() -> int:
     """The server's process id."""
     return os.getpid()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import shlex
+import signal
+import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from pydantic import ValidationError
 
 from harmony_tui.engine.messages import FunctionTool
@@ -341,3 +348,201 @@ def test_runs_from_separate_event_loops() -> None:
     for value in ("one", "two"):
         result = asyncio.run(tools.run(call("echo", {"v": value})))
         assert json.loads(result.text) == {"v": value}
+
+
+# --- floods, escapes and leftovers (issue 11) -----------------------------------------------
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def kill_quietly(*pids: int | None) -> None:
+    """Clean-up after a failed assertion: SIGKILL processes the test started, by pid."""
+    for pid in pids:
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+FLOOD_WITH_SETSID_CHILD = """
+import os, sys
+if os.fork() == 0:
+    os.setsid()
+    open(sys.argv[1], "w").write(str(os.getpid()))
+while True:
+    sys.stdout.write("x" * 65536)
+"""
+
+
+async def test_flooding_command_with_a_setsid_child_is_stopped_at_its_timeout(tmp_path: Path):
+    """A command (and a child that left its session) flooding stdout: the call ends at the
+    timeout instead of hanging on the full pipe, and the child is gone too."""
+    pid_file = tmp_path / "child.pid"
+    tools = FunctionTools([FunctionToolSpec(
+        name="flood", command=[PY, "-c", FLOOD_WITH_SETSID_CHILD, str(pid_file)],
+        timeout_s=1.0)])
+    try:
+        result = await asyncio.wait_for(tools.run(call("flood")), 30)
+        assert result.is_error
+        assert result.text == "functions.flood: the command did not finish within 1s and was " \
+            "stopped"
+        await wait_for(lambda: read_pid(pid_file) is not None)
+        await wait_for(lambda: not alive(read_pid(pid_file)))
+    finally:
+        kill_quietly(read_pid(pid_file))
+
+
+SETPGID = ("import os, sys, time; os.setpgid(0, 0); open(sys.argv[1], 'w').write(str(os.getpid()));"
+           " time.sleep(60)")
+
+
+@pytest.mark.parametrize("escape", ["setsid", "setpgid"])
+async def test_descendants_that_left_the_process_group_die_at_the_timeout(
+        tmp_path: Path, escape: str) -> None:
+    pid_file = tmp_path / "escaped.pid"
+    quiet = "</dev/null >/dev/null 2>&1"  # a daemon holds none of the command's pipes
+    spawn = (f"setsid sleep 60 {quiet} & echo $! > {pid_file}" if escape == "setsid" else
+             f"{shlex.join([PY, '-c', SETPGID, str(pid_file)])} {quiet} &")
+    wait = f"while [ ! -s {pid_file} ]; do sleep 0.01; done"
+    tools = FunctionTools([FunctionToolSpec(name="slow", command=f"{spawn}\n{wait}\nsleep 60",
+                                            timeout_s=2)])
+    try:
+        result = await tools.run(call("slow"))
+        assert result.is_error and "did not finish within 2s" in result.text
+        await wait_for(lambda: read_pid(pid_file) is not None)
+        await wait_for(lambda: not alive(read_pid(pid_file)))
+    finally:
+        kill_quietly(read_pid(pid_file))
+
+
+async def test_daemons_left_behind_by_a_finished_command_are_stopped(tmp_path: Path) -> None:
+    """A command that answers at once but leaves a detached daemon: the daemon goes with it."""
+    pid_file = tmp_path / "daemon.pid"
+    command = (f"( setsid sh -c 'echo $$ > {pid_file}; exec sleep 60' </dev/null >/dev/null "
+               f"2>&1 & ); while [ ! -s {pid_file} ]; do sleep 0.01; done; echo answered")
+    tools = FunctionTools([FunctionToolSpec(name="daemon", command=command, timeout_s=20)])
+    try:
+        result = await tools.run(call("daemon"))
+        assert (result.text, result.is_error) == ("answered\n", False)
+        await wait_for(lambda: read_pid(pid_file) is not None)
+        await wait_for(lambda: not alive(read_pid(pid_file)))
+    finally:
+        kill_quietly(read_pid(pid_file))
+
+
+KILLED_PARENT = """
+import asyncio, sys
+from harmony_tui.tools.base import ToolInvocation
+from harmony_tui.tools.function_tools import FunctionTools, FunctionToolSpec
+
+command = (f"echo $$ > {sys.argv[1]}.shell; setsid sleep 60 </dev/null >/dev/null 2>&1 & "
+           f"echo $! > {sys.argv[1]}; sleep 60")
+tools = FunctionTools([FunctionToolSpec(name="slow", command=command, timeout_s=60)])
+asyncio.run(tools.run(ToolInvocation("functions.slow", "{}")))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper is Linux only")
+def test_nothing_outlives_an_app_that_is_killed(tmp_path: Path) -> None:
+    """SIGKILL the process running a call (the app crashing): the command and a child that left
+    its session die too."""
+    pid_file = tmp_path / "escaped.pid"
+    app = subprocess.Popen([PY, "-c", KILLED_PARENT, str(pid_file)])
+    try:
+        wait_until(lambda: read_pid(pid_file) is not None, message="the command to start")
+        app.kill()
+        app.wait(timeout=10)
+        wait_until(lambda: not alive(read_pid(pid_file)), timeout=10,
+                   message="the escaped child to die")
+    finally:
+        app.kill()
+        app.wait(timeout=10)
+        kill_quietly(read_pid(pid_file))
+        shell = read_pid(tmp_path / "escaped.pid.shell")
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.killpg(os.getpgid(shell), signal.SIGKILL)  # type: ignore[arg-type]
+
+
+BIG_OUTPUT = """
+import sys
+out = sys.stdout.buffer
+out.write(b"HEAD" + b"a" * 996)
+block = b"x" * 1_000_000
+for _ in range(60):
+    out.write(block)
+out.write(b"b" * 996 + b"TAIL")
+"""
+
+
+async def test_output_is_streamed_with_a_cap_keeping_head_and_tail() -> None:
+    """60 MB of output: memory stays far below it, the result keeps the start and the end."""
+    tools = FunctionTools([FunctionToolSpec(name="big", command=[PY, "-c", BIG_OUTPUT])])
+    tracemalloc.start()
+    try:
+        result = await tools.run(call("big"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not result.is_error, result.text[-300:]
+    assert peak < 8_000_000, f"peak {peak} bytes while reading 60 MB"
+    assert result.text.startswith("HEAD" + "a" * 996)
+    assert result.text.endswith("b" * 996 + "TAIL")
+    omitted = 60_002_000 - 100_000  # all but what is kept
+    assert f"\n[... {omitted} bytes omitted ...]\n" in result.text
+    assert len(result.text) < 100_100
+    assert result.details["output_bytes"] == 60_002_000
+
+
+async def test_output_cap_is_configurable_and_applies_to_callables(callables_module: str):
+    tools = FunctionTools(parse_function_specs([
+        {"name": "chatty", "command": [PY, "-c", "print('y' * 50_000, end='')"],
+         "max_output_chars": 2_000},
+        {"name": "greet", "callable": f"{callables_module}:greet", "max_output_chars": 1_000},
+    ]))
+    chatty = await tools.run(call("chatty"))
+    assert chatty.text == "y" * 1_000 + "\n[... 48000 bytes omitted ...]\n" + "y" * 1_000
+    greet = await tools.run(call("greet", {"name": "z" * 5_000}))
+    assert greet.text.startswith("hello zzz") and "characters omitted ...]" in greet.text
+    assert len(greet.text) < 1_100
+    with pytest.raises(ValueError, match=r"functions\[0\].max_output_chars: Input should be "
+                       "greater than or equal to 1000"):
+        parse_function_specs([{"name": "f", "command": "true", "max_output_chars": 10}])
+
+
+async def test_a_command_that_ignores_large_arguments_still_answers() -> None:
+    tools = FunctionTools([FunctionToolSpec(name="deaf", command=["echo", "ok"])])
+    result = await tools.run(call("deaf", {"blob": "z" * 1_000_000}))
+    assert (result.text, result.is_error) == ("ok\n", False)
+
+
+async def test_wrap_command_hook_runs_the_command_through_a_wrapper(tmp_path: Path) -> None:
+    """The sandbox's hook: the wrapper's argv runs, and the timeout still stops everything
+    (the reaper stays outside the wrapper)."""
+    seen: list[tuple[list[str], str]] = []
+
+    def wrap(argv: list[str], spec: FunctionToolSpec) -> list[str]:
+        seen.append((argv, spec.name))
+        return ["env", "WRAPPED=yes", *argv]
+
+    pid_file = tmp_path / "escaped.pid"
+    tools = FunctionTools(parse_function_specs([
+        {"name": "show", "command": "echo $WRAPPED"},
+        {"name": "slow", "command": f"setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > "
+                                    f"{pid_file}; sleep 60",
+         "timeout_s": 0.5},
+    ]), wrap_command=wrap)
+    try:
+        assert (await tools.run(call("show"))).text == "yes\n"
+        assert seen[0] == (["/bin/sh", "-c", "echo $WRAPPED"], "show")
+        slow = await tools.run(call("slow"))
+        assert slow.is_error and "did not finish" in slow.text
+        await wait_for(lambda: read_pid(pid_file) is not None)
+        await wait_for(lambda: not alive(read_pid(pid_file)))
+    finally:
+        kill_quietly(read_pid(pid_file))

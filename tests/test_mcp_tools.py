@@ -163,6 +163,32 @@ async def test_errors_are_error_results(echo_tools: McpTools) -> None:
     assert not_object.text == "functions.echo_echo: arguments must be a JSON object"
 
 
+async def test_long_results_are_capped_with_a_note(echo_tools: McpTools) -> None:
+    """A 2 MB result reaches the model as its first and last 50,000 characters and a note."""
+    result = await echo_tools.run(call("echo_big", {"size": 2_000_000}))
+    assert not result.is_error
+    assert result.text == ("H" + "x" * 49_999 + "\n[... 1900000 characters omitted ...]\n"
+                           + "x" * 49_999 + "T")
+    assert result.details["result_chars"] == 2_000_000
+    short = await echo_tools.run(call("echo_big", {"size": 100_000}))
+    assert len(short.text) == 100_000 and "result_chars" not in short.details
+
+
+async def test_result_cap_is_configurable(http_server: str) -> None:
+    tools = McpTools(parse_mcp_specs([{"name": "web", "url": http_server,
+                                       "max_result_chars": 1_000}]))
+    await tools.astart()
+    try:
+        result = await tools.run(call("web_big", {"size": 5_000}))
+        assert result.text == "H" + "x" * 499 + "\n[... 4000 characters omitted ...]\n" + \
+            "x" * 499 + "T"
+    finally:
+        await tools.aclose()
+    with pytest.raises(ValueError, match=r"mcp_servers\[0\].max_result_chars: Input should be "
+                       "greater than or equal to 1000"):
+        parse_mcp_specs([{"name": "a", "command": "x", "max_result_chars": 5}])
+
+
 def test_used_from_two_event_loops(echo_tools: McpTools) -> None:
     first = asyncio.run(echo_tools.run(call("echo_echo", {"text": "one"})))
     second = asyncio.run(echo_tools.run(call("echo_echo", {"text": "two"})))

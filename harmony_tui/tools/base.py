@@ -51,6 +51,61 @@ class ToolInvocation:
             ) from err
 
 
+def omitted_note(count: int, unit: str = "characters") -> str:
+    """The line that stands for output left out in the middle."""
+    return f"\n[... {count} {unit} omitted ...]\n"
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its first and last halves around a
+    note saying how many characters were left out."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    return text[:head] + omitted_note(len(text) - limit) + (text[-tail:] if tail else "")
+
+
+class HeadTail:
+    """The first and last bytes of a stream, ``limit`` in all, counting what falls between.
+
+    Memory stays under about twice ``limit`` however much is added, so a command that prints
+    gigabytes costs no more than one that prints the cap.
+    """
+
+    def __init__(self, limit: int, head_share: float = 0.5) -> None:
+        self.head_limit = int(limit * head_share)
+        self.tail_limit = limit - self.head_limit
+        self.total = 0
+        self._head = bytearray()
+        self._tail = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data and self.tail_limit:
+            self._tail += data
+            if len(self._tail) > 2 * self.tail_limit:  # compact now and then
+                del self._tail[:-self.tail_limit]
+
+    @property
+    def omitted(self) -> int:
+        """How many bytes are left out of ``text``."""
+        return max(0, self.total - len(self._head) - self.tail_limit)
+
+    def text(self) -> str:
+        """The kept bytes as UTF-8 (bad bytes replaced), with a note where bytes were left out."""
+        head = bytes(self._head).decode("utf-8", errors="replace")
+        if not self.omitted:
+            return head + bytes(self._tail).decode("utf-8", errors="replace")
+        tail = bytes(self._tail[-self.tail_limit:]) if self.tail_limit else b""
+        return (head + omitted_note(self.omitted, "bytes")
+                + tail.decode("utf-8", errors="replace"))
+
+
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     """What goes back to the model (``text``), plus display details for the tool pane."""

@@ -4,6 +4,11 @@ A spec names the function, describes its parameters with a JSON Schema object an
 executor. ``command`` gets the arguments JSON on stdin and its stdout is the result; ``callable``
 (``package.module:function``) is called with the arguments as keyword arguments. The model calls
 them as ``functions.NAME``; ``FunctionTools`` answers all of them.
+
+A command runs in its own session; on Linux under ``reaper.py``, a subreaper that kills whatever
+the command leaves running (also what escaped with ``setsid`` or a double fork) when it exits,
+times out or the call is cancelled. Its output is read as it comes and capped (start and end
+kept), so a flood neither fills memory nor blocks the pipe.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,13 +29,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harmony_tui.engine.messages import FunctionTool
-from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.base import (
+    ApprovalRequest,
+    HeadTail,
+    ToolError,
+    ToolInvocation,
+    ToolResult,
+    cap_text,
+)
 
 NAMESPACE = "functions"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 MAX_OUTPUT_CHARS = 100_000
 STDERR_TAIL_CHARS = 2_000
+READ_CHUNK = 64 * 1024
+STOP_GRACE_S = 5.0  # how long the reaper gets to kill everything before the group is SIGKILLed
+SPAWN_TIMEOUT_S = 60.0  # for the reaper to start the command (the timeout counts from then)
+REAPER = Path(__file__).with_name("reaper.py")
+USE_REAPER = sys.platform.startswith("linux")
 JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 
 
@@ -44,6 +62,10 @@ class FunctionToolSpec(BaseModel):
     command: str | list[str] | None = None
     callable: str | None = Field(default=None, pattern=CALLABLE_PATTERN)
     timeout_s: float = Field(default=30.0, gt=0)
+    max_output_chars: int = Field(
+        default=MAX_OUTPUT_CHARS, ge=1_000,
+        description="largest result passed on (a command's output: in bytes); the start and "
+                    "the end are kept, with a note of how much was left out")
     cwd: Path | None = None
     # None: ask before running a command, run a callable silently.
     auto_approve: bool | None = None
@@ -225,13 +247,6 @@ def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _cap(text: str) -> str:
-    if len(text) <= MAX_OUTPUT_CHARS:
-        return text
-    return text[:MAX_OUTPUT_CHARS] + f"\n[output truncated: {len(text) - MAX_OUTPUT_CHARS} more "\
-        "characters]"
-
-
 def _result_text(value: Any, recipient: str) -> str:
     if isinstance(value, str):
         return value
@@ -242,8 +257,51 @@ def _result_text(value: Any, recipient: str) -> str:
                         "nor JSON-serialisable") from None
 
 
+CommandWrapper = Callable[[list[str], FunctionToolSpec], list[str]]
+"""Turns a command's argv into the argv to run, e.g. inside a sandbox (``bwrap ... -- argv``)."""
+
+
+def command_argv(spec: FunctionToolSpec) -> list[str]:
+    """The argv of a spec's command: the list as given, or ``/bin/sh -c TEXT``."""
+    if isinstance(spec.command, list):
+        return list(spec.command)
+    return ["/bin/sh", "-c", spec.command or ""]
+
+
+def reaper_argv(argv: list[str], status_fd: int) -> list[str]:
+    """``argv`` run by the reaper, which reports the start on ``status_fd``."""
+    return [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()), str(status_fd), *argv]
+
+
+async def _read_to_end(fd: int) -> bytes:
+    """Everything written to the pipe ``fd`` until its writer closes it (then ``fd`` is
+    closed)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+    try:
+        return await reader.read()
+    finally:
+        transport.close()
+
+
+def _signal_stop(process: asyncio.subprocess.Process) -> None:
+    """Ask the command to stop with everything it started: SIGTERM to the reaper (it kills all
+    descendants), or SIGKILL to the process group where there is no reaper."""
+    if process.returncode is not None:
+        return
+    try:
+        if USE_REAPER:
+            os.kill(process.pid, signal.SIGTERM)
+        else:
+            _kill_group(process)
+    except ProcessLookupError:
+        pass
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """Kill the command and everything it started (it leads its own process group)."""
+    """SIGKILL the command's process group (it leads its own session)."""
     if process.returncode is not None:
         return
     try:
@@ -256,10 +314,39 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
-    """Kill a command that is still running and reap it."""
-    if process.returncode is None:
+    """Stop a command and wait (bounded) until it is gone: the reaper's clean-up first, then
+    SIGKILL to the group if that takes longer than ``STOP_GRACE_S``."""
+    _signal_stop(process)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        return
+    except TimeoutError:
         _kill_group(process)
-        await process.wait()
+    try:  # wait() also waits for the pipes to close: a stray holder must not hang us
+        await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+    except TimeoutError:
+        pass
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, payload: bytes) -> None:
+    """Write the arguments to the command's stdin and close it (a command may not read it)."""
+    if stdin is None:
+        return
+    try:
+        stdin.write(payload)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+async def _drain(stream: asyncio.StreamReader | None, sink: HeadTail) -> None:
+    """Read a pipe to its end, keeping only what ``sink`` keeps."""
+    if stream is None:
+        return
+    while chunk := await stream.read(READ_CHUNK):
+        sink.add(chunk)
 
 
 class FunctionTools:
@@ -267,7 +354,11 @@ class FunctionTools:
 
     namespace = NAMESPACE
 
-    def __init__(self, specs: Iterable[FunctionToolSpec]) -> None:
+    def __init__(self, specs: Iterable[FunctionToolSpec], *,
+                 wrap_command: CommandWrapper | None = None) -> None:
+        """``wrap_command`` (the sandbox's hook) rewrites each command's argv before it runs;
+        the reaper stays outside it, so the timeout still stops everything."""
+        self.wrap_command = wrap_command
         self._specs: dict[str, FunctionToolSpec] = {}
         self._callables: dict[str, Callable[..., Any]] = {}
         self._running: set[asyncio.subprocess.Process] = set()
@@ -336,41 +427,90 @@ class FunctionTools:
 
     async def _run_command(self, spec: FunctionToolSpec, arguments: dict[str, Any],
                            recipient: str) -> ToolResult:
-        pipes: dict[str, Any] = {
-            "stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.PIPE, "cwd": spec.cwd, "start_new_session": True,
-        }
+        argv = command_argv(spec)
+        if self.wrap_command is not None:
+            argv = self.wrap_command(argv, spec)
+        where = f" in {spec.cwd}" if spec.cwd else ""
+        status_fd = write_fd = -1
+        if USE_REAPER:
+            status_fd, write_fd = os.pipe()
+            argv = reaper_argv(argv, write_fd)
         try:
-            if isinstance(spec.command, list):
-                process = await asyncio.create_subprocess_exec(*spec.command, **pipes)
-            else:
-                process = await asyncio.create_subprocess_shell(spec.command or "", **pipes)
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=spec.cwd, start_new_session=True,
+                pass_fds=(write_fd,) if USE_REAPER else ())
         except OSError as err:
-            where = f" in {spec.cwd}" if spec.cwd else ""
+            if USE_REAPER:
+                os.close(status_fd)
             raise ToolError(f"{recipient}: cannot run {spec.command_text()!r}{where}: "
                             f"{err.strerror or err}") from None
+        finally:
+            if USE_REAPER:
+                os.close(write_fd)
         self._running.add(process)
+        out = HeadTail(spec.max_output_chars)
+        err = HeadTail(STDERR_TAIL_CHARS + 1, head_share=0)
         payload = json.dumps(arguments, ensure_ascii=False).encode()
+        io = [asyncio.ensure_future(_feed(process.stdin, payload)),
+              asyncio.ensure_future(_drain(process.stdout, out)),
+              asyncio.ensure_future(_drain(process.stderr, err))]
+        if USE_REAPER:  # the timeout counts from the command's start, not the reaper's
+            problem = await self._started(process, status_fd, io)
+            if problem:
+                raise ToolError(f"{recipient}: cannot run {spec.command_text()!r}{where}: "
+                                f"{problem}")
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(payload), spec.timeout_s)
+            async with asyncio.timeout(spec.timeout_s):
+                # asyncio.wait leaves the readers running when the timeout strikes: a paused
+                # pipe would otherwise keep process.wait() from ever returning
+                done, _ = await asyncio.wait(io)
+                for task in done:
+                    task.result()
+                await process.wait()
         except TimeoutError:
             await _stop(process)
             raise ToolError(f"{recipient}: the command did not finish within {spec.timeout_s:g}s"
                             " and was stopped") from None
         except BaseException:  # cancelled: the command must not outlive the call
-            _kill_group(process)
+            _signal_stop(process)
+            asyncio.get_running_loop().call_later(STOP_GRACE_S, _kill_group, process)
             raise
         finally:
+            for task in io:
+                task.cancel()
             self._running.discard(process)
-        out = stdout.decode(errors="replace")
-        err_text = stderr.decode(errors="replace")
-        details = {"exit_code": process.returncode, "stderr": _tail(err_text)}
+        err_text = err.text()
+        output = out.text()
+        details = {"exit_code": process.returncode, "stderr": _tail(err_text),
+                   "output_bytes": out.total}
         if process.returncode != 0:
             status = (f"was killed by signal {-process.returncode}" if process.returncode < 0
                       else f"exited with status {process.returncode}")
-            tail = _tail(err_text) or _tail(out) or "(no output)"
+            tail = _tail(err_text) or _tail(output) or "(no output)"
             return ToolResult(f"{recipient}: the command {status}: {tail}", True, details=details)
-        return ToolResult(_cap(out), details=details)
+        return ToolResult(output, details=details)
+
+    async def _started(self, process: asyncio.subprocess.Process, status_fd: int,
+                       io: list[asyncio.Future[None]]) -> str:
+        """Wait for the reaper's word that the command runs: '' if it does, else why not (the
+        reaper is then stopped)."""
+        try:
+            async with asyncio.timeout(SPAWN_TIMEOUT_S):
+                status = (await _read_to_end(status_fd)).decode(errors="replace")
+        except BaseException:
+            status = "error: the command did not start"
+            await _stop(process)
+            raise
+        finally:
+            if status != "ok":
+                for task in io:
+                    task.cancel()
+                self._running.discard(process)
+        if status == "ok":
+            return ""
+        await _stop(process)
+        return status.removeprefix("error: ") or "the command did not start"
 
     async def _run_callable(self, spec: FunctionToolSpec, arguments: dict[str, Any],
                             recipient: str) -> ToolResult:
@@ -389,10 +529,10 @@ class FunctionTools:
         except Exception as err:
             raise ToolError(f"{recipient}: {spec.callable} raised {type(err).__name__}: {err}"
                             ) from None
-        return ToolResult(_cap(_result_text(value, recipient)))
+        return ToolResult(cap_text(_result_text(value, recipient), spec.max_output_chars))
 
     async def aclose(self) -> None:
-        """Stop commands still running."""
-        for process in list(self._running):
-            _kill_group(process)
+        """Stop commands still running, and what they started."""
+        running = list(self._running)
         self._running.clear()
+        await asyncio.gather(*(_stop(process) for process in running))

@@ -28,13 +28,20 @@ from typing import Any, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harmony_tui.engine.messages import FunctionTool
-from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.base import (
+    ApprovalRequest,
+    ToolError,
+    ToolInvocation,
+    ToolResult,
+    cap_text,
+)
 from harmony_tui.tools.function_tools import describe_validation_error
 
 NAMESPACE = "functions"
 CLOSE_TIMEOUT_S = 15.0  # the SDK gives a stdio server 2 s after EOF, then 2 s after SIGTERM
 MAX_TOOL_PAGES = 100
 STDERR_TAIL_CHARS = 1_000
+MAX_RESULT_CHARS = 100_000
 SDK_MODULES = ("anyio", "httpx2", "mcp.client.session", "mcp.client.stdio",
                "mcp.client.streamable_http")
 
@@ -56,6 +63,10 @@ class McpServerSpec(BaseModel):
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0)
+    max_result_chars: int = Field(
+        default=MAX_RESULT_CHARS, ge=1_000,
+        description="largest result passed on to the model; the start and the end of a longer "
+                    "one are kept, with a note of how much was left out")
     auto_approve: bool = False
 
     @field_validator("url")
@@ -210,11 +221,16 @@ class McpConnection:
             self._stderr_path = None
 
     def stderr_tail(self) -> str:
-        """The end of what a stdio server wrote to stderr."""
-        if self._stderr_path is None or not self._stderr_path.exists():
+        """The end of what a stdio server wrote to stderr (only the end is read)."""
+        if self._stderr_path is None:
             return ""
-        text = self._stderr_path.read_text(encoding="utf-8", errors="replace").strip()
-        return text[-STDERR_TAIL_CHARS:]
+        try:
+            with open(self._stderr_path, "rb") as file:
+                file.seek(max(0, file.seek(0, os.SEEK_END) - 4 * STDERR_TAIL_CHARS))
+                data = file.read()
+        except OSError:
+            return ""
+        return data.decode("utf-8", errors="replace").strip()[-STDERR_TAIL_CHARS:]
 
     def _stderr_note(self) -> str:
         tail = " ".join(self.stderr_tail().splitlines()[-5:])
@@ -434,8 +450,12 @@ class McpTools:
         except Exception as err:
             raise ToolError(f"{call.recipient}: MCP call failed: {describe_error(err)}"
                             ) from None
-        details = {"server": connection.spec.name, "tool": tool.name}
-        return ToolResult(result_text(result), bool(result.is_error), details=details)
+        details: dict[str, Any] = {"server": connection.spec.name, "tool": tool.name}
+        text = result_text(result)
+        if len(text) > connection.spec.max_result_chars:
+            details["result_chars"] = len(text)
+            text = cap_text(text, connection.spec.max_result_chars)
+        return ToolResult(text, bool(result.is_error), details=details)
 
     def close(self) -> None:
         """Close every connection and stop the server processes (blocking)."""
