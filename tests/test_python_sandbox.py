@@ -493,7 +493,8 @@ def test_serve_prints_the_python_sandbox(requires_sandbox, tmp_path: Path) -> No
     try:
         served.url()
     finally:
-        assert served.stop() == 0, served.text()
+        code = served.stop()
+    assert code == 0, served.text()
     expected = ("harmony-tui: python: no sandbox: bubblewrap (bwrap) is not installed; "
                 "install bubblewrap (Debian/Ubuntu: apt install bubblewrap;")
     assert any(line.startswith(expected) for line in served.lines), served.text()
