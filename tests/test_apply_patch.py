@@ -3,9 +3,13 @@ and the functions.apply_patch tool. Everything runs on real files in tmp_path.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,9 @@ from harmony_tui.tools.apply_patch import (
     APPLY_PATCH_TOOL_JSON,
     ApplyPatchTool,
     PatchError,
+    PatchWriteError,
     apply_patch,
+    commit_patch,
     patch_from_arguments,
     plan_patch,
     unified_diff,
@@ -409,3 +415,126 @@ def test_plan_patch_reports_changes_without_writing(tmp_path: Path) -> None:
     (change,) = outcome.changes
     assert (change.kind, change.old_text, change.new_text) == ("update", "1\n", "2\n")
     assert (tmp_path / "x.txt").read_text() == "1\n"
+
+
+# -- all or nothing when writing fails part way, and swap races (issue 11) ----------------------
+# A concurrent process (model-written code, a command) changes the workspace between the plan
+# (checked, shown for approval) and the write; each test makes that change itself, for real.
+
+
+def test_a_failure_part_way_undoes_the_steps_already_done(tmp_path: Path) -> None:
+    """The update is in place when the delete finds its file replaced (by a folder): the update
+    is undone and nothing is left behind."""
+    write(tmp_path / "a.txt", "a\n")
+    write(tmp_path / "b.txt", "b\n")
+    outcome = plan_patch(patch("*** Update File: a.txt", "-a", "+A",
+                               "*** Delete File: b.txt"), tmp_path)
+    (tmp_path / "b.txt").unlink()
+    write(tmp_path / "b.txt" / "inside.txt", "now a folder\n")
+    before = snapshot(tmp_path)
+    with pytest.raises(PatchError) as info:
+        commit_patch(outcome)
+    assert not isinstance(info.value, PatchWriteError)
+    assert str(info.value) == ("b.txt: the file was changed or replaced while the patch was "
+                               "applied")
+    assert snapshot(tmp_path) == before  # a.txt restored, no temp or backup files
+
+
+def test_a_failed_move_leaves_one_copy(tmp_path: Path) -> None:
+    write(tmp_path / "first.txt", "1\n")
+    write(tmp_path / "src.txt", "s\n")
+    outcome = plan_patch(patch("*** Update File: first.txt", "-1", "+one",
+                               "*** Update File: src.txt", "*** Move to: moved/dest.txt",
+                               "-s", "+S"), tmp_path)
+    (tmp_path / "src.txt").unlink()
+    (tmp_path / "src.txt").mkdir()  # the source can no longer be moved away
+    before = snapshot(tmp_path)
+    with pytest.raises(PatchError, match=r"^src\.txt: the file was changed or replaced while"):
+        commit_patch(outcome)
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "moved").exists()  # the folder made for the move is gone too
+
+
+def test_a_file_that_appears_before_the_write_is_never_overwritten(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "a\n")
+    outcome = plan_patch(patch("*** Update File: a.txt", "-a", "+A",
+                               "*** Add File: c.txt", "+from the patch"), tmp_path)
+    write(tmp_path / "c.txt", "written meanwhile\n")
+    with pytest.raises(PatchError, match=r"^c\.txt: the file already exists"):
+        commit_patch(outcome)
+    assert snapshot(tmp_path) == {"a.txt": b"a\n", "c.txt": b"written meanwhile\n"}
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_not_followed(tmp_path: Path):
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    write(workspace / "sub" / "a.txt", "a\n")
+    write(outside / "a.txt", "a\n")
+    outcome = plan_patch(patch("*** Add File: sub/new.txt", "+x",
+                               "*** Update File: sub/a.txt", "-a", "+A"), workspace)
+    (workspace / "sub").rename(workspace / "away")
+    (workspace / "sub").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PatchError, match=r"^sub/new\.txt: a folder on its path is a symlink"):
+        commit_patch(outcome)
+    assert snapshot(outside) == {"a.txt": b"a\n"}
+    assert snapshot(workspace / "away") == {"a.txt": b"a\n"}
+    # reading is guarded the same way: a swapped folder is refused while planning
+    with pytest.raises(PatchError, match="symlink"):
+        plan_patch(patch("*** Update File: sub/a.txt", "-a", "+A"), workspace)
+
+
+SWAPPER = """
+import os, sys
+sub, away, outside, stop = sys.argv[1:]
+while not os.path.exists(stop):
+    try:
+        os.rename(sub, away)
+        os.symlink(outside, sub)
+        os.unlink(sub)
+        os.rename(away, sub)
+    except OSError:
+        pass
+"""
+
+
+def test_a_racing_swap_never_gets_a_file_outside_the_workspace(tmp_path: Path) -> None:
+    """Another process keeps swapping a workspace folder for a symlink to a folder outside
+    while patches add files under it: every file lands inside, or the patch fails cleanly."""
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    (workspace / "sub").mkdir(parents=True)
+    outside.mkdir()
+    stop = tmp_path / "stop"
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(workspace / "sub"),
+                                str(workspace / "away"), str(outside), str(stop)])
+    applied = refused = number = 0
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            number += 1
+            try:
+                apply_patch(patch(f"*** Add File: sub/f{number}.txt", "+x"), workspace)
+                applied += 1
+            except PatchError:
+                refused += 1
+    finally:
+        stop.touch()
+        swapper.wait(timeout=30)
+    assert os.listdir(outside) == [], f"{applied} applied, {refused} refused"
+    assert applied + refused == number
+
+
+def test_approval_shows_bidi_and_control_characters_in_names_and_lines(tmp_path: Path):
+    """U+202E (right-to-left override) makes "evil\u202etxt.exe" read as "evilexe.txt"; the
+    approval shows it, and an escape sequence in a line, as <U+...>."""
+    tool = ApplyPatchTool(tmp_path)
+    name = "evil\u202etxt.exe"
+    call = ToolInvocation("functions.apply_patch",
+                          patch(f"*** Add File: {name}", "+colour \x1b]52;c;aGk=\x07 me"), "c9")
+    request = tool.approval(call)
+    assert request is not None
+    assert request.title == "apply_patch: A evil<U+202E>txt.exe"
+    assert "+++ b/evil<U+202E>txt.exe\n" in request.body
+    assert "+colour <U+001B>]52;c;aGk=<U+0007> me\n" in request.body
+    assert "\u202e" not in request.body + request.title and "\x1b" not in request.body
+    result = asyncio.run(tool.run(call))
+    assert not result.is_error, result.text
+    assert (tmp_path / name).read_bytes() == b"colour \x1b]52;c;aGk=\x07 me\n"  # written as is

@@ -1,10 +1,13 @@
 """The ``apply_patch`` tool: gpt-oss edits files in the workspace with V4A patches.
 
 ``plan_patch`` parses a patch and computes every file's new content in memory; ``apply_patch``
-then writes it all or nothing (every file staged to a temp file next to it, then renamed into
-place). Paths are relative to the workspace; absolute paths, ``..`` escapes and symlinks leading
-outside are refused. ``ApplyPatchTool`` is the ``functions.apply_patch`` tool: it shows the
-unified diff for approval and applies it exactly as approved.
+then writes it all or nothing (``patch_files.Transaction``: every file staged to a temp file next
+to it, then put in place; replaced and removed files kept until the end; any failure undoes every
+step). Paths are relative to the workspace; absolute paths, ``..`` escapes and symlinks leading
+outside are refused, and files are read and written through directory descriptors that never
+follow a symlink swapped in after the check. ``ApplyPatchTool`` is the ``functions.apply_patch``
+tool: it shows the unified diff for approval (control and bidirectional characters in names and
+lines shown as ``<U+202E>``) and applies it exactly as approved.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import asyncio
 import difflib
 import json
 import os
-import secrets
-import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harmony_tui.engine.messages import FunctionTool
+from harmony_tui.text_safety import visible_controls
 from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
+from harmony_tui.tools.patch_files import Identity, Transaction, Workspace, describe
 from harmony_tui.tools.patch_format import (
     BEGIN_PATCH,
     FileOp,
@@ -133,6 +136,8 @@ class FileChange:
 
     ``path`` is workspace-relative as the patch names it; ``source`` and ``target`` are the
     resolved paths read and written (``source`` is None for an add, ``target`` for a delete).
+    ``source_id`` is the (device, inode) of ``source`` when planned: a file replaced since then
+    is not touched.
     """
 
     kind: ChangeKind
@@ -144,6 +149,7 @@ class FileChange:
     move_to: str | None = None
     fuzz: int = 0
     mode: int | None = None  # permission bits to keep on an updated file
+    source_id: Identity | None = None
 
     @property
     def status(self) -> str:
@@ -151,9 +157,11 @@ class FileChange:
         return _STATUS[self.kind]
 
     def diff(self) -> str:
-        """This change as a unified diff."""
-        old_name = "/dev/null" if self.kind == "add" else f"a/{self.path}"
-        new_name = "/dev/null" if self.kind == "delete" else f"b/{self.move_to or self.path}"
+        """This change as a unified diff, for people: control, bidirectional and invisible
+        characters in names and lines are written as ``<U+XXXX>``."""
+        old_name = "/dev/null" if self.kind == "add" else f"a/{visible_controls(self.path)}"
+        new_name = ("/dev/null" if self.kind == "delete"
+                    else f"b/{visible_controls(self.move_to or self.path)}")
         old, new = _diff_lines(self.old_text or ""), _diff_lines(self.new_text or "")
         body = list(difflib.unified_diff(old, new, old_name, new_name))
         if not body:
@@ -169,6 +177,7 @@ class PatchOutcome:
     """What a patch does (or did): the changes in patch order."""
 
     changes: tuple[FileChange, ...]
+    root: Path | None = None  # the resolved workspace the changes were planned in
 
     @property
     def fuzz(self) -> int:
@@ -195,9 +204,10 @@ class PatchOutcome:
 
 
 def _diff_lines(text: str) -> list[str]:
-    """``text`` as diff lines ending in ``\\n`` (CR dropped); the last one may lack it."""
-    parts = text.split("\n")
-    lines = [part.removesuffix("\r") + "\n" for part in parts[:-1]]
+    """``text`` as diff lines ending in ``\\n`` (CR dropped, other controls made visible); the
+    last one may lack it."""
+    parts = [visible_controls(part.removesuffix("\r"), keep="\t") for part in text.split("\n")]
+    lines = [part + "\n" for part in parts[:-1]]
     if parts[-1]:
         lines.append(parts[-1])
     return lines
@@ -248,19 +258,12 @@ def _check_new_file(where: _Resolved, role: str) -> None:
         raise PatchError(f"{role} {where.display}: {parent.name} is a file, not a directory")
 
 
-def _read_existing(where: _Resolved, role: str) -> tuple[str, int]:
-    """The text and permission bits of an existing regular file."""
-    if not where.real.exists():
-        raise PatchError(f"{role} {where.display}: no such file in the workspace")
-    if not where.real.is_file():
-        raise PatchError(f"{role} {where.display}: not a regular file")
+def _read_existing(ws: Workspace, where: _Resolved, role: str) -> tuple[str, int, Identity]:
+    """The text, permission bits and identity of an existing regular file, read through the
+    workspace's directory descriptors (a symlink swapped in meanwhile is not followed)."""
+    data, mode, identity = ws.read_file(ws.parts(where.real), where.display, role)
     try:
-        data = where.real.read_bytes()
-        mode = stat.S_IMODE(where.real.stat().st_mode)
-    except OSError as err:
-        raise PatchError(f"{role} {where.display}: cannot read it ({err.strerror})") from err
-    try:
-        return data.decode("utf-8"), mode
+        return data.decode("utf-8"), mode, identity
     except UnicodeDecodeError as err:
         raise PatchError(f"{role} {where.display}: not UTF-8 text") from err
 
@@ -268,7 +271,7 @@ def _read_existing(where: _Resolved, role: str) -> tuple[str, int]:
 # -- planning --------------------------------------------------------------------------------
 
 
-def _plan_op(op: FileOp, root: Path) -> tuple[FileChange, list[Path]]:
+def _plan_op(op: FileOp, root: Path, ws: Workspace) -> tuple[FileChange, list[Path]]:
     """The change ``op`` makes, and the real paths it touches."""
     role = op.header
     where = _resolve(op.path, root, role)
@@ -277,18 +280,21 @@ def _plan_op(op: FileOp, root: Path) -> tuple[FileChange, list[Path]]:
         change = FileChange("add", where.display, None, added_file_text(op.added_lines),
                             source=None, target=where.real)
         return change, [where.real]
-    old, mode = _read_existing(where, role)
+    old, mode, identity = _read_existing(ws, where, role)
     if op.kind == "delete":
+        entry = ws.identity(ws.parts(where.path), f"{role} {where.display}")
         return FileChange("delete", where.display, old, None, source=where.path,
-                          target=None), [where.real]
+                          target=None, source_id=entry), [where.real]
     new, fuzz = apply_hunks(old, op.hunks, where.display) if op.hunks else (old, 0)
     if op.move_to is None:
         return FileChange("update", where.display, old, new, source=where.real,
-                          target=where.real, fuzz=fuzz, mode=mode), [where.real]
+                          target=where.real, fuzz=fuzz, mode=mode, source_id=identity
+                          ), [where.real]
     dest = _resolve(op.move_to, root, f"Update File {where.display}: Move to")
     _check_new_file(dest, f"Update File {where.display}: Move to")
+    entry = ws.identity(ws.parts(where.path), f"{role} {where.display}")
     change = FileChange("update", where.display, old, new, source=where.path, target=dest.real,
-                        move_to=dest.display, fuzz=fuzz, mode=mode)
+                        move_to=dest.display, fuzz=fuzz, mode=mode, source_id=entry)
     return change, [where.real, dest.real]
 
 
@@ -298,19 +304,28 @@ def plan_patch(text: str, workspace: Path) -> PatchOutcome:
     root = Path(workspace).resolve()
     if not root.is_dir():
         raise PatchError(f"the workspace {workspace} is not a directory")
+    ops = parse_patch(text)
     changes: list[FileChange] = []
     touched: dict[Path, str] = {}
-    for op in parse_patch(text):
-        change, paths = _plan_op(op, root)
-        for path in paths:
-            if path in touched:
-                raise PatchError(
-                    f"{op.header} {change.path} (patch line {op.patch_line}): the patch already"
-                    f" changes {touched[path]}; give each file one section"
-                )
-            touched[path] = change.path
-        changes.append(change)
-    return PatchOutcome(tuple(changes))
+    with _open_workspace(root) as ws:
+        for op in ops:
+            change, paths = _plan_op(op, root, ws)
+            for path in paths:
+                if path in touched:
+                    raise PatchError(
+                        f"{op.header} {change.path} (patch line {op.patch_line}): the patch"
+                        f" already changes {touched[path]}; give each file one section"
+                    )
+                touched[path] = change.path
+            changes.append(change)
+    return PatchOutcome(tuple(changes), root)
+
+
+def _open_workspace(root: Path) -> Workspace:
+    try:
+        return Workspace(root)
+    except OSError as err:
+        raise PatchError(f"the workspace {root} cannot be opened ({err.strerror})") from err
 
 
 def unified_diff(text: str, workspace: Path) -> str:
@@ -321,69 +336,48 @@ def unified_diff(text: str, workspace: Path) -> str:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def _stage(target: Path, text: str, mode: int | None, created_dirs: list[Path]) -> Path:
-    """Write ``text`` to a fresh temp file beside ``target`` (fsynced) and return its path."""
-    missing = []
-    parent = target.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for directory in reversed(missing):
-        directory.mkdir()
-        created_dirs.append(directory)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    return temp
-
-
 class PatchWriteError(PatchError):
-    """Writing failed after some files were already replaced (the patch is partly applied)."""
+    """Writing failed and some files could not be put back (the patch is partly applied)."""
 
 
 def commit_patch(outcome: PatchOutcome) -> PatchOutcome:
-    """Write a planned patch: stage every new file first, then rename them into place and
-    delete. A failure while staging removes what was staged and leaves every file untouched."""
-    staged: list[tuple[Path, Path]] = []
-    created_dirs: list[Path] = []
-    change = None
-    try:
-        for change in outcome.changes:
-            if change.target is not None and change.new_text is not None:
-                temp = _stage(change.target, change.new_text, change.mode, created_dirs)
-                staged.append((temp, change.target))
-    except OSError as err:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-        for directory in reversed(created_dirs):
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
-        name = (change.move_to or change.path) if change else "?"
-        raise PatchError(f"cannot write {name} ({err.strerror or err})") from err
-    try:
-        for temp, target in staged:
-            os.replace(temp, target)
-        for change in outcome.changes:
-            if change.source is not None and change.source != change.target:
-                change.source.unlink(missing_ok=True)
-    except OSError as err:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-        raise PatchWriteError(
-            f"writing stopped part way ({err.strerror or err} on {err.filename});"
-            " some files may already be changed"
-        ) from err
+    """Write a planned patch all or nothing: stage every new file, put them in place in patch
+    order, then remove deleted and moved-away files. A failure at any step (a file replaced or
+    a folder swapped for a symlink since planning, a full disk ...) undoes every step: PatchError
+    then, or PatchWriteError naming the files that could not be restored."""
+    if outcome.root is None:
+        raise ValueError("commit_patch needs an outcome from plan_patch")
+    with _open_workspace(outcome.root) as ws:
+        transaction = Transaction(ws)
+        name = "?"
+        try:
+            staged = {}
+            for index, change in enumerate(outcome.changes):
+                if change.target is not None and change.new_text is not None:
+                    name = change.move_to or change.path
+                    staged[index] = transaction.stage(change.target,
+                                                      change.new_text.encode("utf-8"),
+                                                      change.mode, name)
+            for index, change in enumerate(outcome.changes):
+                if index in staged:
+                    name = change.move_to or change.path
+                    if change.kind == "update" and change.move_to is None:
+                        transaction.replace(staged[index], change.source_id)
+                    else:
+                        transaction.create(staged[index])
+            for change in outcome.changes:
+                if change.source is not None and change.source != change.target:
+                    name = change.path
+                    transaction.remove(change.source, change.source_id, change.path)
+        except (OSError, PatchError) as err:
+            failed = transaction.rollback()
+            reason = str(err) if isinstance(err, PatchError) else (
+                f"cannot write {name} ({err.strerror or err})")
+            if failed:
+                raise PatchWriteError(f"{reason}; {describe(failed)} could not be put back, so"
+                                      " the patch is partly applied") from err
+            raise PatchError(reason) from err
+        transaction.finish()
     return outcome
 
 
@@ -452,7 +446,8 @@ class ApplyPatchTool:
             return None
         diff = outcome.diff()
         self._remember(call, diff)
-        files = ", ".join(f"{c.status} {c.move_to or c.path}" for c in outcome.changes)
+        files = ", ".join(f"{c.status} {visible_controls(c.move_to or c.path)}"
+                          for c in outcome.changes)
         return ApprovalRequest("files", f"apply_patch: {files}", diff, language="diff")
 
     def _apply(self, call: ToolInvocation, patch: str) -> PatchOutcome:
