@@ -8,6 +8,7 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any, get_args
 
 from harmony_tui import __version__
 from harmony_tui.errors import HarmonyTuiError
+from harmony_tui.exit_signals import Terminated, quiet_lost_output
 
 PROG = "harmony-tui"
 
@@ -315,7 +317,7 @@ def cmd_app(args: argparse.Namespace) -> int:
                      tools=settings.prompt.tools.with_flags(
                          **{name: True for name in tool_flags(args)}))
     app.run()
-    return 0
+    return app.return_code or 0  # 128 + N after signal N (SIGTERM, SIGHUP): the turn was saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,5 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as err:  # SIGTERM or SIGHUP during generate (the partial turn is saved)
+        with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+            print(f"\n{PROG}: stopped by {err}", file=sys.stderr)
+        quiet_lost_output()
+        return err.exit_code
     except BrokenPipeError:
         return 0

@@ -8,6 +8,7 @@ the app are refused, and the model is told so. With ``--chat NAME`` every messag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Any, TextIO
@@ -24,7 +25,9 @@ from harmony_tui.engine.events import (
     TurnEnd,
 )
 from harmony_tui.engine.reply import collect_reply
+from harmony_tui.exit_signals import RaiseOnExitSignals, Terminated
 from harmony_tui.sessions.chat import ChatSession
+from harmony_tui.text_safety import terminal_safe
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
 from harmony_tui.tools.toolset import Decision, ToolOutcome, ToolSet, tool_calls_json
 
@@ -58,21 +61,22 @@ class Printer:
                 if not self.thinking_open:
                     self.err.write(f"[{event.channel}] ")
                     self.thinking_open = True
-                self.err.write(event.text)
+                self.err.write(terminal_safe(event.text))
                 self.err.flush()
         elif isinstance(event, ToolCall) and not self.json_mode:
             self._close_thinking()
-            self.err.write(f"[tool call] {event.recipient}: {event.arguments}\n")
+            self.err.write(f"[tool call] {terminal_safe(event.recipient)}: "
+                           f"{terminal_safe(event.arguments)}\n")
             self.err.flush()
         elif isinstance(event, ParseIssue) and self.show_thinking:
             self._close_thinking()
-            self.err.write(f"[format] {event.detail}\n")
+            self.err.write(f"[format] {terminal_safe(event.detail)}\n")
 
     def tool_result(self, outcome: ToolOutcome) -> None:
         if self.json_mode:
             return
         status = "error" if outcome.result.is_error else "result"
-        text = outcome.result.text
+        text = terminal_safe(outcome.result.text)  # no escape sequence reaches the terminal
         shown = text if len(text) <= 2000 else text[:2000] + f"… ({len(text)} characters)"
         self.err.write(f"[tool {status}] {outcome.invocation.recipient}: {shown}\n")
         self.err.flush()
@@ -116,6 +120,8 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     outcomes: list[ToolOutcome] = []
     all_events: list[Event] = []
     runner = asyncio.Runner()
+    # SIGTERM and SIGHUP (the terminal closed) save the partial turn, as Ctrl+C does.
+    signals = RaiseOnExitSignals()
     try:
         session.add_user(expand(prompt))
         calls = 0
@@ -139,8 +145,9 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
                         logger.info("generate: turn ended: %s %s", event.reason,
                                     stats.to_dict() if stats else "")
                         break
-            except KeyboardInterrupt:
-                save_partial(stream, recorder)
+            except BaseException:  # Ctrl+C, SIGTERM, SIGHUP, output gone...: save, then stop
+                with signals.held():
+                    save_partial(stream, recorder, events)
                 raise
             all_events.extend(events)
             end = events[-1] if events and isinstance(events[-1], TurnEnd) else None
@@ -186,28 +193,60 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
             print(f"{prog}: no answer: {reply.no_answer}{hint}", file=sys.stderr)
             return NO_ANSWER
         return 0
+    except (KeyboardInterrupt, Terminated):
+        with contextlib.suppress(OSError):  # stopped while a tool ran: mark the saved call
+            session.mark_stopped()
+        raise
     finally:
+        signals.restore()
         runner.run(toolset.aclose())
         runner.close()
         engine.close()
 
 
-def save_partial(stream: Any, recorder: Any, timeout: float = 5.0) -> None:
-    """Ctrl+C: stop the turn and save what it produced (marked cancelled)."""
+def save_partial(stream: Any, recorder: Any, seen: list[Event] | None = None,
+                 timeout: float = 5.0) -> None:
+    """Ctrl+C, SIGTERM, SIGHUP: stop the turn and save what it produced (marked cancelled).
+
+    If the engine does not hand the turn back within ``timeout`` seconds, the text already
+    received (``seen`` and whatever is queued) is saved instead.
+    """
     import time
 
+    from harmony_tui.engine.messages import Message
+
     stream.cancel()
+    events = list(seen or [])
+    if any(isinstance(event, TurnEnd) for event in events):
+        return  # the turn had ended: its messages are saved
+    stats = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             event = stream.get(timeout=max(0.0, deadline - time.monotonic()))
         except Exception:
-            return
+            break
+        events.append(event)
         if isinstance(event, MessageDone):
             recorder.add(event.message)
+        elif isinstance(event, Stats):
+            stats = event.to_dict()
         elif isinstance(event, TurnEnd):
-            recorder.finish(list(event.messages), None, "cancelled")
+            recorder.finish(list(event.messages), stats, "cancelled")
             return
+    # No answer from the engine: save the text of the message it was writing, as received.
+    pending: list[tuple[str, str]] = []
+    for event in events:
+        if isinstance(event, MessageDone):
+            pending = []
+        elif isinstance(event, TextDelta) and event.recipient is None:
+            if pending and pending[-1][0] == event.channel:
+                pending[-1] = (event.channel, pending[-1][1] + event.text)
+            else:
+                pending.append((event.channel, event.text))
+    recorder.finish([*recorder.added_messages, *(Message("assistant", text, channel=channel)
+                                                 for channel, text in pending)],
+                    stats, "cancelled")
 
 
 def open_session(settings: Settings) -> ChatSession:

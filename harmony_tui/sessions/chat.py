@@ -139,6 +139,17 @@ class ChatSession:
         self.save()
         return record.content
 
+    def mark_stopped(self) -> None:
+        """Mark the turn that ends the active branch as stopped (``finish_reason: cancelled``).
+
+        For a turn stopped after its messages were saved: while its tool ran or was awaiting
+        approval.
+        """
+        path = self.log.path()
+        if path and path[-1].role != "user" and path[-1].finish_reason != "cancelled":
+            path[-1].finish_reason = "cancelled"
+            self.save()
+
     def clear(self) -> None:
         """Forget everything in memory (the app starts a new chat file for what follows)."""
         self.log = ChatLog()
