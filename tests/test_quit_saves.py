@@ -270,6 +270,7 @@ class Tmux:
 
     def __init__(self) -> None:
         self.socket = f"harmony-quit-{uuid.uuid4().hex[:10]}"
+        self.socket_path: Path | None = None
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
@@ -310,6 +311,7 @@ class Tmux:
                   f"{command}; echo \"EXITED $?\"; stty -a; exec sleep 600")
         assert self("new-session", "-d", "-s", "main", "-x", "110", "-y", "32",
                     "sleep 600").returncode == 0
+        self.socket_path = Path(self("display", "-p", "#{socket_path}").stdout.strip())
         self("set-option", "-t", "main", "window-size", "manual")
         self("resize-window", "-t", "main", "-x", "110", "-y", "32")
         assert self("respawn-pane", "-k", "-t", "main", f"sh -c {shlex.quote(script)}"
@@ -317,6 +319,8 @@ class Tmux:
 
     def close(self) -> None:
         self("kill-server")
+        if self.socket_path is not None and self.socket_path.name == self.socket:
+            self.socket_path.unlink(missing_ok=True)
 
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None or not Path("/proc").is_dir(),
