@@ -7,9 +7,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from harmony_tui.text_safety import visible_controls
 from harmony_tui.tools.base import ApprovalRequest
 
 KIND_TEXT = {"code": "wants to run code", "files": "wants to change files",
@@ -33,11 +35,15 @@ class ApprovalScreen(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         request = self.request
         with Vertical(id="approval-box", classes="dialog"):
-            yield Label(f"{self.recipient} {KIND_TEXT.get(request.kind, 'wants to run')}: "
-                        f"{request.title}", id="approval-title")
+            # the model's words: plain text (never markup), and every control or bidirectional
+            # character shown as <U+XXXX>, so what is approved is exactly what runs
+            title = f"{self.recipient} {KIND_TEXT.get(request.kind, 'wants to run')}: " \
+                f"{request.title}"
+            yield Label(Content(visible_controls(title)), id="approval-title")
             with VerticalScroll(id="approval-body"):
-                body = Syntax(request.body, request.language or "text", word_wrap=True,
-                              theme="ansi_dark", line_numbers=request.language == "python")
+                body = Syntax(visible_controls(request.body, keep="\t\n"),
+                              request.language or "text", word_wrap=True, theme="ansi_dark",
+                              line_numbers=request.language == "python")
                 yield Static(body, id="approval-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Allow once [y]", variant="success", id="once")

@@ -9,7 +9,10 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
+
+from harmony_tui.text_safety import terminal_safe
 
 THINKING_HELP = """\
 The model's thinking (Harmony's analysis channel and commentary) for the current turn, as it
@@ -47,13 +50,17 @@ class ThinkingPane(Vertical):
         self.text += text
         area = self.query_one(TextArea)
         follow = area.scroll_y >= area.max_scroll_y - 1
-        area.insert(text, area.document.end, maintain_selection_offset=False)
+        area.insert(terminal_safe(text), area.document.end, maintain_selection_offset=False)
         if follow:
             area.scroll_end(animate=False, immediate=True)
 
 
 class ToolCallEntry(Collapsible):
-    """One call: tool, arguments, status, duration, result."""
+    """One call: tool, arguments, status, duration, result.
+
+    Everything shown comes from the model or a tool and is untrusted: it is shown as plain text
+    (never markup) with escape sequences and control characters removed (``terminal_safe``).
+    """
 
     def __init__(self, call_id: str, recipient: str, arguments: str,
                  content_type: str | None) -> None:
@@ -71,14 +78,16 @@ class ToolCallEntry(Collapsible):
     def _arguments_view(self, content_type: str | None):
         try:
             pretty = json.dumps(json.loads(self.arguments), indent=2, ensure_ascii=False)
-            return Syntax(pretty, "json", word_wrap=True, theme="ansi_dark")
+            return Syntax(terminal_safe(pretty), "json", word_wrap=True, theme="ansi_dark")
         except (json.JSONDecodeError, TypeError):
             lexer = "python" if self.recipient == "python" or content_type == "code" else "text"
-            return Syntax(self.arguments, lexer, word_wrap=True, theme="ansi_dark")
+            return Syntax(terminal_safe(self.arguments), lexer, word_wrap=True,
+                          theme="ansi_dark")
 
-    def title_text(self) -> str:
+    def title_text(self) -> Content:
+        """The title as plain text (a recipient is the model's words, never markup)."""
         took = f" · {self.duration:.2f}s" if self.duration is not None else ""
-        return f"{self.recipient} · {self.status}{took}"
+        return Content(terminal_safe(f"{self.recipient} · {self.status}{took}"))
 
     def set_status(self, status: str, result: str | None = None) -> None:
         self.status = status
@@ -88,7 +97,7 @@ class ToolCallEntry(Collapsible):
             self.duration = time.monotonic() - self.started
         if result is not None:
             self.result = result
-            self.query_one(".tool-result", Static).update(Text(result))
+            self.query_one(".tool-result", Static).update(Text(terminal_safe(result)))
         self.title = self.title_text()
 
 
