@@ -19,8 +19,12 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
                                 reason="tmux is not installed (.ci/run installs it)")
 
 
+SOCKET = f"harmony-e2e-{os.getpid()}"  # a private tmux server: never the user's own sessions
+
+
 def tmux(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True,
+                          timeout=30)
 
 
 def screen(session: str) -> str:
@@ -83,3 +87,4 @@ def test_chat_and_settings_in_a_real_terminal(tmp_path):
         assert tmux("has-session", "-t", session).returncode != 0, screen(session)
     finally:
         tmux("kill-session", "-t", session)
+        tmux("kill-server")
