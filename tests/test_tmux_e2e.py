@@ -86,7 +86,7 @@ def test_chat_and_settings_in_a_real_terminal(tmp_path):
             time.sleep(0.2)
         assert tmux("has-session", "-t", session).returncode != 0, screen(session)
     finally:
-        socket_path = tmux("display", "-p", "#{socket_path}").stdout.strip()
+        socket_path = tmux("display", "-p", "-t", session, "#{socket_path}").stdout.strip()
         tmux("kill-session", "-t", session)
         tmux("kill-server")
         if socket_path.endswith(SOCKET):  # tmux leaves its socket file behind
