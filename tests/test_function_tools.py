@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import tracemalloc
+import types
 from pathlib import Path
 
 import pytest
@@ -526,13 +527,16 @@ async def test_wrap_command_hook_runs_the_command_through_a_wrapper(tmp_path: Pa
     (the reaper stays outside the wrapper)."""
     seen: list[tuple[list[str], str]] = []
 
-    def wrap(argv: list[str], spec: FunctionToolSpec) -> list[str]:
+    def wrap(argv: list[str], spec: FunctionToolSpec) -> object:
         seen.append((argv, spec.name))
+        if spec.name == "env":  # argv and a whole new environment, as sandbox.Sandboxed
+            return types.SimpleNamespace(argv=argv, env={"PATH": os.defpath, "ONLY": "this"})
         return ["env", "WRAPPED=yes", *argv]
 
     pid_file = tmp_path / "escaped.pid"
     tools = FunctionTools(parse_function_specs([
         {"name": "show", "command": "echo $WRAPPED"},
+        {"name": "env", "command": ["env"]},
         {"name": "slow", "command": f"setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > "
                                     f"{pid_file}; sleep 60",
          "timeout_s": 0.5},
@@ -540,6 +544,7 @@ async def test_wrap_command_hook_runs_the_command_through_a_wrapper(tmp_path: Pa
     try:
         assert (await tools.run(call("show"))).text == "yes\n"
         assert seen[0] == (["/bin/sh", "-c", "echo $WRAPPED"], "show")
+        assert (await tools.run(call("env"))).text == f"PATH={os.defpath}\nONLY=this\n"
         slow = await tools.run(call("slow"))
         assert slow.is_error and "did not finish" in slow.text
         await wait_for(lambda: read_pid(pid_file) is not None)

@@ -257,8 +257,18 @@ def _result_text(value: Any, recipient: str) -> str:
                         "nor JSON-serialisable") from None
 
 
-CommandWrapper = Callable[[list[str], FunctionToolSpec], list[str]]
-"""Turns a command's argv into the argv to run, e.g. inside a sandbox (``bwrap ... -- argv``)."""
+CommandWrapper = Callable[[list[str], FunctionToolSpec], Any]
+"""Turns a command's argv into what to run, e.g. inside a sandbox: a new argv (``bwrap ... --
+argv``), or an object with ``argv`` and ``env`` (such as ``sandbox.wrap_command``'s
+``Sandboxed``), whose ``env`` then replaces the inherited environment."""
+
+
+def _wrapped(result: Any) -> tuple[list[str], dict[str, str] | None]:
+    """A wrapper's result as (argv, env or None to inherit)."""
+    if hasattr(result, "argv"):
+        env = getattr(result, "env", None)
+        return list(result.argv), dict(env) if env is not None else None
+    return list(result), None
 
 
 def command_argv(spec: FunctionToolSpec) -> list[str]:
@@ -356,8 +366,8 @@ class FunctionTools:
 
     def __init__(self, specs: Iterable[FunctionToolSpec], *,
                  wrap_command: CommandWrapper | None = None) -> None:
-        """``wrap_command`` (the sandbox's hook) rewrites each command's argv before it runs;
-        the reaper stays outside it, so the timeout still stops everything."""
+        """``wrap_command`` (the sandbox's hook, see ``CommandWrapper``) rewrites each command
+        before it runs; the reaper stays outside it, so the timeout still stops everything."""
         self.wrap_command = wrap_command
         self._specs: dict[str, FunctionToolSpec] = {}
         self._callables: dict[str, Callable[..., Any]] = {}
@@ -427,9 +437,9 @@ class FunctionTools:
 
     async def _run_command(self, spec: FunctionToolSpec, arguments: dict[str, Any],
                            recipient: str) -> ToolResult:
-        argv = command_argv(spec)
+        argv, env = command_argv(spec), None
         if self.wrap_command is not None:
-            argv = self.wrap_command(argv, spec)
+            argv, env = _wrapped(self.wrap_command(argv, spec))
         where = f" in {spec.cwd}" if spec.cwd else ""
         status_fd = write_fd = -1
         if USE_REAPER:
@@ -438,7 +448,7 @@ class FunctionTools:
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=spec.cwd, start_new_session=True,
+                stderr=asyncio.subprocess.PIPE, cwd=spec.cwd, env=env, start_new_session=True,
                 pass_fds=(write_fd,) if USE_REAPER else ())
         except OSError as err:
             if USE_REAPER:

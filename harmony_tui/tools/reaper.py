@@ -38,6 +38,14 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
+def original_environment() -> dict[bytes, bytes]:
+    """The environment this process was started with, as given (``os.environ`` may have
+    gained ``LC_CTYPE`` from Python's C-locale coercion)."""
+    with open("/proc/self/environ", "rb") as file:
+        entries = file.read().split(b"\0")
+    return dict(entry.split(b"=", 1) for entry in entries if b"=" in entry)
+
+
 def live_descendants(root: int) -> list[int]:
     """Every process below ``root`` that is not a zombie, from ``/proc/*/stat``."""
     children: dict[int, list[tuple[int, bool]]] = {}
@@ -70,7 +78,7 @@ class Reaper:
 
     def spawn(self, argv: list[str]) -> None:
         self.command_pid = os.posix_spawnp(
-            argv[0], argv, os.environ, setsigmask=(),
+            argv[0], argv, original_environment(), setsigmask=(),
             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *STOP_SIGNALS, signal.SIGCHLD))
 
     def reap(self) -> bool:
