@@ -86,8 +86,8 @@ def test_chat_and_settings_in_a_real_terminal(tmp_path):
             time.sleep(0.2)
         assert tmux("has-session", "-t", session).returncode != 0, screen(session)
     finally:
-        socket_path = tmux("display", "-p", "-t", session, "#{socket_path}").stdout.strip()
         tmux("kill-session", "-t", session)
         tmux("kill-server")
-        if socket_path.endswith(SOCKET):  # tmux leaves its socket file behind
-            Path(socket_path).unlink(missing_ok=True)
+        # tmux leaves its socket file behind: it lives in $TMUX_TMPDIR (or /tmp)/tmux-UID/
+        socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (socket_dir / SOCKET).unlink(missing_ok=True)
