@@ -27,7 +27,7 @@ from harmony_tui.engine.events import (
 from harmony_tui.engine.reply import collect_reply
 from harmony_tui.exit_signals import RaiseOnExitSignals, Terminated
 from harmony_tui.sessions.chat import ChatSession
-from harmony_tui.text_safety import terminal_safe
+from harmony_tui.text_safety import json_terminal_safe, terminal_safe
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
 from harmony_tui.tools.toolset import Decision, ToolOutcome, ToolSet, tool_calls_json
 
@@ -41,6 +41,10 @@ class Printer:
         self.json_mode = json_mode
         self.show_thinking = show_thinking
         self.out, self.err = out, err
+        # The answer is the model's text, which may echo what a web page or tool said: on a
+        # terminal nothing it writes may act as a control sequence. Piped, it stays verbatim.
+        isatty = getattr(out, "isatty", None)
+        self.clean_answer = bool(isatty and isatty())
         self.thinking_open = False
         self.wrote_final = False
 
@@ -54,7 +58,7 @@ class Printer:
         if isinstance(event, TextDelta) and event.recipient is None:
             if event.channel == "final" and not self.json_mode:
                 self._close_thinking()
-                self.out.write(event.text)
+                self.out.write(terminal_safe(event.text) if self.clean_answer else event.text)
                 self.out.flush()
                 self.wrote_final = True
             elif event.channel != "final" and self.show_thinking:
@@ -181,7 +185,7 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
                 and e.message.channel == "analysis" and not e.message.recipient)
             data["final"] = toolset.render_citations(reply.final, session.log.chat_id) \
                 if toolset.browser is not None else reply.final
-            sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_terminal_safe(json.dumps(data, ensure_ascii=False)) + "\n")
         elif printer.wrote_final and not reply.final.endswith("\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()

@@ -66,3 +66,14 @@ def visible_controls(text: str, keep: str = "") -> str:
 
 def _hidden(char: str) -> bool:
     return char in BIDI_CONTROLS or unicodedata.category(char) in _HIDDEN_CATEGORIES
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_terminal_safe(encoded: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with DEL, C1 controls, line
+    separators and bidirectional controls written as ``\\uXXXX`` escapes: the same JSON value,
+    but nothing a terminal acts on. (``json.dumps`` already escapes C0 controls; the characters
+    replaced here can only occur inside strings, where the escape means the same.)"""
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", encoded)

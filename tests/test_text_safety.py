@@ -3,9 +3,12 @@ bidirectional controls shown, markup-looking text left as it is."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
-from harmony_tui.text_safety import terminal_safe, visible_controls
+from harmony_tui.text_safety import json_terminal_safe, terminal_safe, visible_controls
 
 OSC52 = "\x1b]52;c;cm0gLXJmIH4K\x07"  # "set the clipboard to 'rm -rf ~'"
 
@@ -46,3 +49,31 @@ def test_visible_controls_shows_what_is_there() -> None:
     assert visible_controls("a\tb\nc", keep="\t\n") == "a\tb\nc"
     assert visible_controls("line\u2028sep") == "line<U+2028>sep"
     assert visible_controls("ordinary name-1.txt é") == "ordinary name-1.txt é"
+
+
+class _Terminal(io.StringIO):
+    """A text stream that says it is a terminal (as stdout is in a shell)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_generate_answer_on_a_terminal_is_cleaned_and_piped_answers_stay_verbatim() -> None:
+    from harmony_tui.engine.events import TextDelta
+    from harmony_tui.oneshot import Printer
+
+    answer = f"copy this{OSC52} now\x9b2J"
+    shown = _Terminal()
+    Printer(False, False, shown, io.StringIO()).event(TextDelta("final", answer))
+    assert shown.getvalue() == "copy this now"
+    piped = io.StringIO()
+    Printer(False, False, piped, io.StringIO()).event(TextDelta("final", answer))
+    assert piped.getvalue() == answer
+
+
+def test_json_output_escapes_what_a_terminal_would_act_on() -> None:
+    value = {"final": f"a{OSC52}b\x9b2J\u2028\u202e.exe", "n": 1}
+    encoded = json_terminal_safe(json.dumps(value, ensure_ascii=False))
+    assert json.loads(encoded) == value
+    assert encoded.isascii() or all(ord(c) > 0x9f for c in encoded if not c.isascii())
+    assert "\x1b" not in encoded and "\x9b" not in encoded and "\u202e" not in encoded
