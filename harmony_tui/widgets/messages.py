@@ -7,6 +7,8 @@ from textual.containers import Vertical
 from textual.widgets import Collapsible, Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
+from harmony_tui.text_safety import terminal_safe
+
 HELP = """\
 An answer from the model. Its thinking is folded above the answer; click or press Enter on
 **Thinking** to open it. **F8** copies the last answer, **F9** its last code block.
@@ -14,10 +16,11 @@ An answer from the model. Its thinking is folded above the answer; click or pres
 
 
 def truncated(text: str, limit: int | None) -> str:
-    """``text`` cut to ``limit`` characters for display (the stored text is never cut)."""
+    """``text`` cut to ``limit`` characters for display (the stored text is never cut), with
+    nothing a terminal would act on: the model may echo escape sequences a web page wrote."""
     if limit is None or len(text) <= limit:
-        return text
-    return text[:limit] + f"\n\n… ({len(text) - limit} more characters hidden)"
+        return terminal_safe(text)
+    return terminal_safe(text[:limit]) + f"\n\n… ({len(text) - limit} more characters hidden)"
 
 
 class UserMessage(Static):
@@ -83,7 +86,7 @@ class AssistantMessage(Vertical):
         if self.markdown_enabled:
             if self._stream is None:
                 self._stream = Markdown.get_stream(self.query_one(".answer", Markdown))
-            await self._stream.write(visible)
+            await self._stream.write(terminal_safe(visible))
         else:
             self.query_one(".answer", Static).update(truncated(self.answer, limit))
 
