@@ -500,3 +500,58 @@ def test_serve_prints_the_python_sandbox(requires_sandbox, tmp_path: Path) -> No
     assert any(line.startswith(expected) for line in served.lines), served.text()
     assert PythonTool(PythonToolSettings()).isolation_summary() == (
         "python sandbox: bubblewrap, no network")
+
+
+async def test_a_sandboxed_function_tool_sees_only_its_folder_and_given_env(
+        requires_sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config function tool with ``sandbox: auto``, run as the app runs it (reaper + bwrap)."""
+    from harmony_tui.tools.base import ToolInvocation
+    from harmony_tui.tools.function_tools import FunctionTools, FunctionToolSpec
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "private.txt").write_text(SECRET)
+    monkeypatch.setenv("HARMONY_TEST_SECRET_ENV", f"{SECRET}-env")
+    monkeypatch.setenv("HARMONY_TEST_GIVEN", "given-value")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    script = (f"cat; echo; cat {tmp_path}/private.txt 2>&1; echo; env | sort | tr '\\n' ' '; "
+              "echo; echo written > out.txt; "
+              f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'"
+              " 2>&1 | tail -1")
+    spec = FunctionToolSpec(name="probe", command=["/bin/sh", "-c", script], cwd=work,
+                            sandbox="auto", pass_env=["HARMONY_TEST_GIVEN"], auto_approve=True)
+    tools = FunctionTools([spec])
+    try:
+        result = await tools.run(ToolInvocation("functions.probe", '{"q": 1}', "c1", "chat"))
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing from the sandbox reached the listener
+            listener.accept()
+    finally:
+        await tools.aclose()
+        listener.close()
+    assert not result.is_error, result.text
+    assert result.text.startswith('{"q": 1}')  # the arguments arrive on stdin
+    assert SECRET not in result.text  # neither the private file nor the parent's environment
+    assert "HARMONY_TEST_GIVEN=given-value" in result.text
+    assert (work / "out.txt").read_text() == "written\n"
+    assert "Connection refused" in result.text or "Network is unreachable" in result.text
+    unsandboxed = FunctionToolSpec(name="plain", command=["/bin/sh", "-c", "env"],
+                                   auto_approve=True)
+    plain = FunctionTools([unsandboxed])
+    try:
+        seen = await plain.run(ToolInvocation("functions.plain", "{}", "c2", "chat"))
+    finally:
+        await plain.aclose()
+    assert f"{SECRET}-env" in seen.text  # without sandbox: as before (opt-in)
+
+
+def test_sandbox_settings_of_function_tools_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from harmony_tui.tools.function_tools import FunctionToolSpec
+
+    with pytest.raises(ValidationError, match="'sandbox' only applies to a 'command'"):
+        FunctionToolSpec(name="f", callable="os:getcwd", sandbox="auto")
+    with pytest.raises(ValidationError):
+        FunctionToolSpec(name="f", command="true", sandbox="docker")

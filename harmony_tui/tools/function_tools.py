@@ -37,6 +37,7 @@ from harmony_tui.tools.base import (
     ToolResult,
     cap_text,
 )
+from harmony_tui.tools.sandbox import SandboxMode, wrap_command
 
 NAMESPACE = "functions"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -67,6 +68,13 @@ class FunctionToolSpec(BaseModel):
         description="largest result passed on (a command's output: in bytes); the start and "
                     "the end are kept, with a note of how much was left out")
     cwd: Path | None = None
+    sandbox: SandboxMode | None = Field(
+        default=None, description="run the command in an OS sandbox (auto, bwrap, "
+        "sandbox-exec): only cwd writable, the system read-only, no network unless 'network', "
+        "a cleared environment (plus pass_env); none or unset: run it as you would")
+    network: bool = Field(default=False, description="with sandbox: allow network access")
+    pass_env: list[str] = Field(default_factory=list, description="with sandbox: environment "
+                                "variables passed into it (e.g. an API key the command needs)")
     # None: ask before running a command, run a callable silently.
     auto_approve: bool | None = None
 
@@ -101,6 +109,9 @@ class FunctionToolSpec(BaseModel):
             )
         if self.cwd is not None and self.command is None:
             raise ValueError(f"function {self.name!r}: 'cwd' only applies to a 'command'")
+        if self.sandbox not in (None, "none") and self.command is None:
+            raise ValueError(f"function {self.name!r}: 'sandbox' only applies to a 'command' "
+                             "(a callable runs inside the app)")
         return self
 
     @property
@@ -271,6 +282,18 @@ def _wrapped(result: Any) -> tuple[list[str], dict[str, str] | None]:
     return list(result), None
 
 
+def sandboxed_command(argv: list[str], spec: FunctionToolSpec) -> Any:
+    """``argv`` as is, or (``spec.sandbox`` set) wrapped in that sandbox with ``spec.cwd`` (else
+    the current folder) writable and only PATH, LANG and ``pass_env`` in the environment.
+    SandboxUnavailable (a ToolError, one line) when the sandbox cannot run here."""
+    if spec.sandbox is None:
+        return argv
+    names = ("PATH", "LANG", "LC_ALL", *spec.pass_env)
+    env = {name: os.environ[name] for name in names if name in os.environ}
+    return wrap_command(argv, spec.cwd or Path.cwd(), network=spec.network, mode=spec.sandbox,
+                        env=env)
+
+
 def command_argv(spec: FunctionToolSpec) -> list[str]:
     """The argv of a spec's command: the list as given, or ``/bin/sh -c TEXT``."""
     if isinstance(spec.command, list):
@@ -366,9 +389,10 @@ class FunctionTools:
 
     def __init__(self, specs: Iterable[FunctionToolSpec], *,
                  wrap_command: CommandWrapper | None = None) -> None:
-        """``wrap_command`` (the sandbox's hook, see ``CommandWrapper``) rewrites each command
-        before it runs; the reaper stays outside it, so the timeout still stops everything."""
-        self.wrap_command = wrap_command
+        """``wrap_command`` (see ``CommandWrapper``) rewrites each command before it runs; by
+        default a spec with ``sandbox`` runs in it (``sandboxed_command``). The reaper stays
+        outside, so the timeout still stops everything."""
+        self.wrap_command = wrap_command or sandboxed_command
         self._specs: dict[str, FunctionToolSpec] = {}
         self._callables: dict[str, Callable[..., Any]] = {}
         self._running: set[asyncio.subprocess.Process] = set()
