@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from conftest import wait_until
 
 from harmony_tui.errors import ConfigError
 from harmony_tui.server.cli_args import add_serve_arguments, server_options
@@ -38,8 +39,14 @@ class _FailingServer(EmbeddedServer):
 
 
 @pytest.fixture(scope="module")
-def url(demo_engine) -> Iterator[str]:
-    with _FailingServer(demo_engine, port=0, max_body_bytes=LIMIT) as srv:
+def records() -> list:
+    return []
+
+
+@pytest.fixture(scope="module")
+def url(demo_engine, records) -> Iterator[str]:
+    with _FailingServer(demo_engine, port=0, max_body_bytes=LIMIT,
+                        on_request=records.append) as srv:
         yield srv.url
 
 
@@ -292,3 +299,23 @@ def test_405_says_what_is_allowed_and_head_health_works(url):
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     head = httpx.head(url + "/health")
     assert head.status_code == 200 and head.content == b""
+
+
+# -- found by benchmarks/fuzz_api.py: a client's text cannot break the request log ----------------
+
+
+def test_log_lines_stay_one_line_whatever_the_client_sends(url, records):
+    done = len(records)
+    assert httpx.get(url + "/v1/models/a%0Ab%1B[31m").status_code == 404
+    body = {"model": "x\ny\u2028z", "messages": HELLO}
+    assert httpx.post(url + CHAT, json=body, timeout=30).status_code == 404
+
+    def ends() -> list:
+        return [r for r in records[done:] if r.state != "running"]
+
+    wait_until(lambda: len(ends()) == 2, timeout=10, message="both end records")
+    lines = [record.log_line() for record in ends()]
+    assert all("\n" not in line and "\x1b" not in line and "\u2028" not in line
+               for line in lines), lines
+    assert "/v1/models/a\\nb\\x1b[31m" in lines[0]
+    assert "model=x\\ny\\u2028z" in lines[1]

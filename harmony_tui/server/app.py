@@ -154,6 +154,44 @@ def _exact_integers(node: Any) -> None:
             _exact_integers(item)
 
 
+def _errors_as_answered(schema: dict[str, Any]) -> None:
+    """Error responses as the server answers them: never FastAPI's 422 (bad bodies are 400s
+    in OpenAI's shape), and 413 wherever a body is read."""
+    error = {"description": "the request body is larger than --max-body-bytes",
+             "content": {"application/json": {"schema": {
+                 "$ref": "#/components/schemas/ErrorResponse"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            if "requestBody" in operation:
+                responses.setdefault("413", error)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
+def _stream_events(schema: dict[str, Any]) -> None:
+    """Describe ``text/event-stream`` bodies as OpenAPI 3.1 tools read them: ``schema`` is one
+    event (its ``data`` a JSON chunk, an error object or ``[DONE]``; ``event`` the Responses
+    API's event type)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is None:
+                    continue
+                about = stream.get("schema", {}).get("description", "server-sent events")
+                stream["schema"] = {
+                    "type": "object", "description": f"one server-sent event of the stream "
+                    f"({about})", "required": ["data"],
+                    "properties": {
+                        "data": {"type": "string", "description": "a JSON object (a chunk or "
+                                 "an error) or, last, [DONE]"},
+                        "event": {"type": "string", "description": "the event type"},
+                        "id": {"type": "string"}, "retry": {"type": "integer"}}}
+
+
 def _document_security(app: FastAPI, enabled: bool) -> None:
     """Build ``/openapi.json`` with exact integer limits, declaring the bearer key when one
     is required."""
@@ -164,6 +202,8 @@ def _document_security(app: FastAPI, enabled: bool) -> None:
         schema = get_openapi(title=app.title, version=app.version,
                              description=app.description, routes=app.routes)
         _exact_integers(schema)
+        _errors_as_answered(schema)
+        _stream_events(schema)
         if enabled:
             schema.setdefault("components", {})["securitySchemes"] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer"}}

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import itertools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ log = logging.getLogger("harmony_tui.server")
 _ids = itertools.count(1)
 
 State = Literal["running", "done", "error", "disconnected"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): a client's path or
+    model name must not break a log line into two or drive the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +57,10 @@ class RequestRecord:
         """One line for the headless server's log."""
         stamp = _dt.datetime.fromtimestamp(self.time).strftime("%Y-%m-%d %H:%M:%S")
         status = self.status if self.status is not None else "-"
-        parts = [stamp, self.client, self.method, self.endpoint, str(status), self.state]
+        parts = [stamp, self.client, self.method, printable(self.endpoint), str(status),
+                 self.state]
         if self.model:
-            parts.append(f"model={self.model}")
+            parts.append(f"model={printable(self.model)}")
         if self.prompt_tokens or self.generated_tokens:
             parts.append(f"prompt={self.prompt_tokens} cached={self.cached_tokens} "
                          f"generated={self.generated_tokens} tok/s={self.tokens_per_s:.1f}")
@@ -58,7 +68,7 @@ class RequestRecord:
             parts.append(f"finish={self.finish_reason}")
         parts.append(f"{self.duration_s:.2f}s")
         if self.error:
-            parts.append(f"error={self.error}")
+            parts.append(f"error={printable(self.error)}")
         return " ".join(parts)
 
 
@@ -85,8 +95,8 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client") or ("-", 0)
-        record = RequestRecord(next(_ids), time.time(), scope.get("method", ""),
-                               scope.get("path", ""), f"{client[0]}:{client[1]}")
+        record = RequestRecord(next(_ids), time.time(), printable(scope.get("method", "")),
+                               printable(scope.get("path", "")), f"{client[0]}:{client[1]}")
         info: dict[str, Any] = {}
         scope.setdefault("state", {})["record"] = info
         started = time.perf_counter()
@@ -115,7 +125,8 @@ class RequestLogMiddleware:
                 state = "error"
             else:
                 state = "done"
-            fields = {k: v for k, v in info.items() if k in _INFO_FIELDS}
+            fields = {k: printable(v) if isinstance(v, str) else v
+                      for k, v in info.items() if k in _INFO_FIELDS}
             self._emit(dataclasses.replace(
                 record, state=state, status=code, duration_s=time.perf_counter() - started,
                 error=info.get("error") or error, **fields))
