@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +44,10 @@ from harmony_tui.engine.events import (
     TurnEnd,
     TurnStart,
 )
-from harmony_tui.engine.messages import PromptSetup
+from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.reply import missing_answer
+from harmony_tui.exit_signals import ExitSignals, Terminal
 from harmony_tui.logs import configure_file_log, logger
 from harmony_tui.sessions.chat import ChatSession, TurnRecorder
 from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
 BATCH_SECONDS = 0.05
+QUIT_WAIT_SECONDS = 5.0  # how long quitting waits for the engine to hand back a stopped turn
 WIDE = 110  # columns from which the side panes show by default
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
@@ -141,6 +145,21 @@ class Turn:
     tool_task: asyncio.Task | None = None
     generating: bool = False
     abandoned: bool = False
+    stopping: bool = False  # Esc or quit: no tool runs and no continuation after this
+    ended: bool = False  # its TurnEnd is saved (tools may still run)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # its consumer has returned
+    # Text received since the last complete message, per channel: saved if a quit cannot wait.
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_pending(self, channel: str, text: str) -> None:
+        if self.pending and self.pending[-1][0] == channel:
+            self.pending[-1] = (channel, self.pending[-1][1] + text)
+        else:
+            self.pending.append((channel, text))
+
+    def pending_messages(self) -> list[Message]:
+        return [Message("assistant", text, channel=channel) for channel, text in self.pending
+                if text]
 
 
 class HarmonyApp(App[None]):
@@ -206,6 +225,10 @@ class HarmonyApp(App[None]):
         self.last_request: TurnRequest | None = None  # what was sent last (for inspection)
         self.last_turn_start: TurnStart | None = None  # what the engine received
         self._panes_user_set: set[str] = set()
+        self.quit_wait_seconds = QUIT_WAIT_SECONDS
+        self._quitting = False
+        self._exit_signals = ExitSignals(self._on_exit_signal)  # SIGTERM, SIGHUP: save, exit
+        self._terminal: Terminal | None = None
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -261,6 +284,8 @@ class HarmonyApp(App[None]):
         self._layout_panes(self.size.width)
         self.query_one("#load-progress", ProgressBar).display = False
         self.prompt.focus()
+        self._terminal = Terminal()
+        self._exit_signals.install(asyncio.get_running_loop())
         self.load_model(self.model_spec)
         if self.startup_notice:
             self.notify(self.startup_notice, severity="warning", timeout=15)
@@ -475,6 +500,8 @@ class HarmonyApp(App[None]):
         if self.turn is not None:
             self.notify("Wait for the answer or press Esc to stop it", severity="warning")
             return
+        if self._quitting:  # saving the last answer before leaving
+            return
         if not self.model_ready:
             self.notify("The model is not loaded yet", severity="warning")
             return
@@ -570,6 +597,12 @@ class HarmonyApp(App[None]):
             await self._consume_turn(turn)
 
     async def _consume_turn(self, turn: Turn) -> None:
+        try:
+            await self._drain_turn(turn)
+        finally:
+            turn.done.set()
+
+    async def _drain_turn(self, turn: Turn) -> None:
         while True:
             await turn.wake.wait()
             turn.wake.clear()
@@ -583,6 +616,7 @@ class HarmonyApp(App[None]):
         """Update the widgets for a batch of events; True when the turn has ended."""
         if turn.abandoned:  # the chat was cleared: only wait for the engine to finish
             return any(isinstance(event, TurnEnd) for event in events)
+        self._track(turn, events)
         status = self.status
         for event in coalesce(events):
             if isinstance(event, TextDelta):
@@ -618,8 +652,6 @@ class HarmonyApp(App[None]):
                 await self._show_tool_call(turn, event)
             elif isinstance(event, ParseIssue):
                 self.log.warning(f"format repair: {event.detail}")
-            elif isinstance(event, MessageDone):
-                self._record(turn, lambda r=turn.recorder, m=event.message: r and r.add(m))
             elif isinstance(event, Stats):
                 turn.stats = event
                 status.prompt_tokens, status.cached_tokens = event.prompt_tokens, \
@@ -631,6 +663,18 @@ class HarmonyApp(App[None]):
                 await self._end_turn(turn, event)
                 return True
         return False
+
+    def _track(self, turn: Turn, events: list[Event]) -> None:
+        """Save complete messages and remember streamed text, before the screen shows them.
+
+        A quit that cannot wait for the engine then still saves all the turn's text received.
+        """
+        for event in events:
+            if isinstance(event, TextDelta) and event.recipient is None:
+                turn.add_pending(event.channel, event.text)
+            elif isinstance(event, MessageDone):
+                turn.pending.clear()
+                self._record(turn, lambda r=turn.recorder, m=event.message: r and r.add(m))
 
     def _record(self, turn: Turn, save) -> None:
         """Save to the chat file; a failure (disk full...) is shown, never lost silently."""
@@ -656,8 +700,11 @@ class HarmonyApp(App[None]):
     async def _end_turn(self, turn: Turn, end: TurnEnd) -> None:
         if turn.abandoned:  # the chat was cleared while it ran
             return
+        if turn.stopping and end.reason == "call":  # stopped as the call came: it does not run
+            end = dataclasses.replace(end, reason="cancelled")
         self._record(turn, lambda r=turn.recorder: r and r.finish(
             list(end.messages), turn.stats.to_dict() if turn.stats else None, end.reason))
+        turn.ended = True
         runnable = end.reason == "call" and any(self.toolset.find(c.recipient)
                                                  for c in end.tool_calls)
         if runnable and await self.run_tool_calls(turn, end):
@@ -710,6 +757,7 @@ class HarmonyApp(App[None]):
                     if entry is not None:
                         entry.set_status("stopped")
                     turn.widget.add_note(f"⏹ stopped while {call.recipient} ran")
+                    self._record(turn, self.session.mark_stopped)
                     return False
                 finally:
                     turn.tool_task = None
@@ -730,6 +778,10 @@ class HarmonyApp(App[None]):
                 o.message, c.call_id, o.result.is_error))
         if turn.abandoned or self.turn is not turn:
             return True
+        if turn.stopping:  # stopped (Esc, quit) as the tools answered: no continuation
+            turn.widget.add_note("⏹ stopped")
+            self._record(turn, self.session.mark_stopped)
+            return False
         await self.start_turn(widget=turn.widget, calls=turn.calls)
         return True
 
@@ -836,6 +888,7 @@ class HarmonyApp(App[None]):
 
     def action_stop(self) -> None:
         if self.turn is not None:
+            self.turn.stopping = True
             if self.turn.tool_task is not None:
                 self.turn.tool_task.cancel()
             self.turn.stream.cancel()
@@ -988,11 +1041,86 @@ class HarmonyApp(App[None]):
                                 lambda n=name: self.action_toggle_tool(n))
 
     async def action_quit(self) -> None:
+        """Leave; a running turn is stopped and saved first, exactly as Esc saves it."""
+        self.request_quit()
+
+    def request_quit(self, return_code: int = 0) -> None:
+        """Stop and save the running turn, then exit; asked again, save what is shown now."""
+        if not self._quitting:
+            self._quitting = True
+            self._quit(return_code)
+            return
+        if self.turn is not None:  # impatient: do not wait for the engine any longer
+            self._save_streamed(self.turn)
+        self.exit(return_code=return_code)
+
+    @work(group="quit")
+    async def _quit(self, return_code: int) -> None:
         if self.turn is not None:
-            self.turn.stream.cancel()
-        self.exit()
+            with contextlib.suppress(NoMatches):
+                self.status.state, self.status.detail = "stopping", "saving the answer"
+        await self.stop_and_save(self.quit_wait_seconds)
+        self._detach_if_terminal_lost()
+        self.exit(return_code=return_code)
+
+    async def stop_and_save(self, timeout: float) -> None:
+        """Stop the running turn (and its tools) and wait until its messages are saved.
+
+        If the engine does not hand the turn back within ``timeout`` seconds, what the app
+        received of it is saved instead. Either way the turn is marked ``cancelled``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (turn := self.turn) is not None:
+            turn.stopping = True
+            if turn.tool_task is not None:
+                turn.tool_task.cancel()
+            turn.stream.cancel()
+            try:
+                await asyncio.wait_for(turn.done.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self._save_streamed(turn)
+                return
+            if self.turn is turn:  # its consumer failed before ending it
+                self._save_streamed(turn)
+                return
+
+    def _save_streamed(self, turn: Turn) -> None:
+        """Save a turn the engine has not handed back: what arrived of it, marked stopped."""
+        turn.abandoned = True  # its consumer, if it still runs, records nothing more
+        if self.turn is turn:
+            self.turn = None
+        if turn.ended:  # the engine's end is saved; a tool may still be running
+            if turn.tool_task is not None:
+                self._record(turn, self.session.mark_stopped)
+            return
+        if turn.recorder is None:
+            return
+        events = turn.stream.drain()  # arrived but not shown yet
+        self._track(turn, events)
+        end = next((e for e in events if isinstance(e, TurnEnd)), None)
+        stats = next((e for e in events if isinstance(e, Stats)), turn.stats)
+        recorder = turn.recorder
+        messages = list(end.messages) if end is not None else [
+            *recorder.added_messages, *turn.pending_messages()]
+        logger.info("saving the stopped turn without the engine (%d messages)", len(messages))
+        self._record(turn, lambda: recorder.finish(
+            messages, stats.to_dict() if stats else None, "cancelled"))
+
+    def _on_exit_signal(self, number: int) -> None:
+        """SIGTERM or SIGHUP: quit as Ctrl+Q does (exit status 128 + the signal's number)."""
+        gone = self._detach_if_terminal_lost()
+        logger.info("%s%s: saving the running turn and quitting", signal.Signals(number).name,
+                    " (the terminal is gone)" if gone else "")
+        self.request_quit(return_code=128 + number)
+
+    def _detach_if_terminal_lost(self) -> bool:
+        """The terminal closed: let the app finish writing to nowhere instead of blocking."""
+        return self._terminal is not None and self._terminal.detach_if_lost(self._driver)
 
     async def on_unmount(self) -> None:
+        self._exit_signals.remove()
+        self._detach_if_terminal_lost()
         if self.server is not None:
             server, self.server = self.server, None
             await asyncio.to_thread(server.stop)
