@@ -271,7 +271,9 @@ def after_checks(url: str, server: Server) -> list[str]:
                             f"{reply.text[:200]}")
     if any(line.startswith("Traceback (most recent call last)") for line in server.lines):
         problems.append("the server log holds a traceback")
-    broken = [x for x in server.lines if not re.match(r"\d{4}-\d\d-\d\d |harmony-tui", x)]
+    start = next((i for i, x in enumerate(server.lines) if "serving" in x), 0)
+    broken = [x for x in server.lines[start:]
+              if not re.match(r"\d{4}-\d\d-\d\d |harmony-tui", x)]
     if broken:  # a client's text split a log line in two
         problems.append(f"a server log line is not a request line: {broken[0][:80]!r}")
     return problems
