@@ -112,10 +112,11 @@ def test_server_options_precedence(monkeypatch):
     monkeypatch.delenv("HARMONY_TUI_API_KEY", raising=False)
     assert server_options(parser.parse_args([]), None) == {
         "host": "127.0.0.1", "port": 8000, "api_key": None, "cors_origins": [],
-        "max_queue": None, "max_body_bytes": 4 * 1024 * 1024}
+        "max_queue": None, "max_body_bytes": 4 * 1024 * 1024, "insecure": False}
     assert server_options(parser.parse_args([]), user) == {
         "host": "0.0.0.0", "port": 9000, "api_key": "from-config",
-        "cors_origins": ["http://a.test"], "max_queue": None, "max_body_bytes": 4 * 1024 * 1024}
+        "cors_origins": ["http://a.test"], "max_queue": None, "max_body_bytes": 4 * 1024 * 1024,
+        "insecure": False}
     monkeypatch.setenv("HARMONY_TUI_API_KEY", "from-env")
     assert server_options(parser.parse_args([]), user)["api_key"] == "from-env"
     args = parser.parse_args(["--api-key", "flag", "--port", "0", "--cors-origin", "http://b.test",

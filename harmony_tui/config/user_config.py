@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
-from harmony_tui.errors import ConfigError
+from harmony_tui.errors import ConfigError, short_repr
 
 CONFIG_NAME = "config.yaml"
 STATE_NAME = "state.json"
@@ -34,6 +34,8 @@ class ServerSettings(BaseModel):
     tools: list[str] = Field(default_factory=list, description="built-in tools the server runs "
                              "itself for API requests (python, browser); others are returned "
                              "to the client as tool calls")
+    insecure: bool = Field(False, description="serve even when that is risky: on a non-loopback "
+                           "address without api_key, or server tools with CORS '*'")
 
     @field_validator("tools")
     @classmethod
@@ -108,7 +110,7 @@ def load_user_config(path: Path | None = None) -> tuple[UserConfig, list[str]]:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         value = first.get("input")
-        raise ConfigError(f"{path}: {key}={value!r}: {first['msg'].lower()}") from err
+        raise ConfigError(f"{path}: {key}={short_repr(value)}: {first['msg'].lower()}") from err
     return config.anchored(path.parent), warnings
 
 

@@ -22,6 +22,7 @@ from harmony_tui.server.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddl
 from harmony_tui.server.chat import build_router
 from harmony_tui.server.context import ServerContext, now
 from harmony_tui.server.errors import APIError, CatchAllMiddleware, install_error_handlers
+from harmony_tui.server.exposure import LoopbackHostMiddleware, is_loopback
 from harmony_tui.server.records import OnRequest, RequestLogMiddleware
 from harmony_tui.server.responses_api import build_responses_router
 from harmony_tui.server.schemas import SEED_MAX, ErrorResponse, Health, ModelCard, ModelList
@@ -41,6 +42,7 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     tools: Any = None,
     max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+    bind_host: str | None = None,
 ) -> FastAPI:
     """The API app for ``engine``.
 
@@ -56,6 +58,8 @@ def create_app(
     the server's event loop (``runner.serve_until_stopped``).
 
     A request body over ``max_body_bytes`` (None: no limit) gets 413 without being read whole.
+    With ``bind_host`` a loopback address, requests whose Host header names another machine get
+    421 (``exposure.py``: DNS rebinding).
     """
     ctx = ServerContext(engine, setup or PromptSetup(), params or GenerationParams(),
                         models_dir, max_queue, tools)
@@ -71,7 +75,7 @@ def create_app(
     app.include_router(build_responses_router(ctx))
     _add_info_routes(app, ctx)
     _document_security(app, bool(api_key))
-    # Middleware runs outermost-last-added: log -> CORS -> key -> body limit -> catch-all.
+    # Middleware runs outermost-last-added: log -> host -> CORS -> key -> body limit -> catch-all.
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if api_key:
@@ -79,6 +83,8 @@ def create_app(
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["*"], allow_headers=["*"])
+    if bind_host is not None and is_loopback(bind_host):
+        app.add_middleware(LoopbackHostMiddleware)
     app.add_middleware(RequestLogMiddleware, on_request=on_request)
     return app
 

@@ -57,7 +57,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                        "config)")
     group.add_argument("--api-key", default=None, metavar="KEY",
                        help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
-                       f"(default: ${API_KEY_ENV}, or server.api_key in the user config)")
+                       f"(default: ${API_KEY_ENV}, or server.api_key in the user config; "
+                       "prefer those: other local users can read a command line)")
+    group.add_argument("--insecure", action="store_true", default=None,
+                       help="serve even when it is risky: a non-loopback --host without an API "
+                       "key, or --server-tools with --cors-origin '*' (refused otherwise)")
     group.add_argument("--cors-origin", action="append", dest="cors_origins", default=None,
                        metavar="ORIGIN", help="allow browser requests from ORIGIN (repeatable; "
                        "default: none)")
@@ -103,8 +107,9 @@ def server_options(args: argparse.Namespace, user_server: Any = None) -> dict[st
         max_body = DEFAULT_MAX_BODY_BYTES
     if max_body < 1:
         raise ConfigError(f"--max-body-bytes={max_body}: expected a positive number of bytes")
+    insecure = bool(getattr(args, "insecure", None) or getattr(user_server, "insecure", False))
     return {"host": host, "port": port, "api_key": api_key, "cors_origins": origins,
-            "max_queue": max_queue, "max_body_bytes": max_body}
+            "max_queue": max_queue, "max_body_bytes": max_body, "insecure": insecure}
 
 
 def server_tool_names(args: argparse.Namespace, user_server: Any = None) -> tuple[str, ...]:
@@ -155,7 +160,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from harmony_tui.cli import ProgressPrinter
     from harmony_tui.engine.engine import Engine
+    from harmony_tui.errors import ConfigError
     from harmony_tui.server.app import DEFAULT_MAX_QUEUE, create_app
+    from harmony_tui.server.exposure import exposure_problem
     from harmony_tui.server.records import RequestRecord
     from harmony_tui.server.runner import bind_socket, serve_until_stopped
 
@@ -163,6 +170,17 @@ def run_serve(args: argparse.Namespace) -> int:
     user_server = getattr(settings.user, "server", None)
     options = server_options(args, user_server)
     tool_names = server_tool_names(args, user_server)
+    problem = exposure_problem(options["host"], options["api_key"], options["cors_origins"],
+                               tool_names)
+    if problem and not options["insecure"]:
+        raise ConfigError(f"refusing to serve: {problem}")
+    if problem:
+        print(f"{PROG}: warning: {problem.split(';')[0]} (--insecure)", file=sys.stderr,
+              flush=True)
+    if getattr(args, "api_key", None):
+        print(f"{PROG}: warning: an API key on the command line is visible to other users of "
+              f"this machine (ps); prefer ${API_KEY_ENV} or server.api_key", file=sys.stderr,
+              flush=True)
     sock = bind_socket(options["host"], options["port"])  # fail before the slow model load
     progress = ProgressPrinter()
     engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
@@ -179,7 +197,7 @@ def run_serve(args: argparse.Namespace) -> int:
                          on_request=log_request, setup=_setup_factory(settings),
                          params=settings.params, models_dir=settings.models_dir,
                          max_queue=options["max_queue"] or DEFAULT_MAX_QUEUE, tools=tools,
-                         max_body_bytes=options["max_body_bytes"])
+                         max_body_bytes=options["max_body_bytes"], bind_host=options["host"])
         port = sock.getsockname()[1]
         host = options["host"]
         shown = f"[{host}]" if ":" in host else host

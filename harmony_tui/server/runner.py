@@ -83,7 +83,8 @@ class EmbeddedServer:
                  setup: PromptSetup | Callable[[], PromptSetup] | None = None,
                  params: GenerationParams | None = None, models_dir: Path | None = None,
                  max_queue: int | None = None, log_level: str = "warning",
-                 tools: Any = None, max_body_bytes: int | None = None) -> None:
+                 tools: Any = None, max_body_bytes: int | None = None,
+                 insecure: bool = False) -> None:
         self.engine = engine
         self.host = host
         self.port = port
@@ -97,6 +98,7 @@ class EmbeddedServer:
         self.log_level = log_level
         self.tools = tools
         self.max_body_bytes = max_body_bytes  # None: body_limit.DEFAULT_MAX_BODY_BYTES
+        self.insecure = insecure  # serve even where exposure.exposure_problem objects
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -120,7 +122,8 @@ class EmbeddedServer:
                           on_request=self.on_request, setup=self.setup, params=self.params,
                           models_dir=self.models_dir,
                           max_queue=self.max_queue or DEFAULT_MAX_QUEUE, tools=self.tools,
-                          max_body_bytes=self.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+                          max_body_bytes=self.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                          bind_host=self.host)
 
     def start(self, timeout: float = 15.0) -> None:
         """Listen and serve; returns once accepting. Raises ServerError (one line)."""
@@ -128,6 +131,12 @@ class EmbeddedServer:
             return
         import uvicorn
 
+        from harmony_tui.server.exposure import exposure_problem
+
+        names = tuple(self.tools.names()) if self.tools is not None else ()
+        problem = exposure_problem(self.host, self.api_key, self.cors_origins, names)
+        if problem and not self.insecure:
+            raise ServerError(f"refusing to serve: {problem}")
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         # log_config=None: uvicorn must not add stderr handlers inside a full-screen app; its
