@@ -47,9 +47,16 @@ from harmony_tui.engine.events import (
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.reply import missing_answer
+from harmony_tui.errors import HarmonyTuiError
 from harmony_tui.exit_signals import ExitSignals, Terminal
 from harmony_tui.logs import configure_file_log, logger
 from harmony_tui.sessions.chat import ChatSession, TurnRecorder
+from harmony_tui.sessions.lock import (
+    ChatLock,
+    ChatLockedError,
+    ChatSaveError,
+    sweep_stale_files,
+)
 from harmony_tui.sessions.store import default_chats_dir, free_path, timestamp_name
 from harmony_tui.themes import DEFAULT_THEME, THEMES
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
@@ -68,6 +75,7 @@ if TYPE_CHECKING:
 
 BATCH_SECONDS = 0.05
 QUIT_WAIT_SECONDS = 5.0  # how long quitting waits for the engine to hand back a stopped turn
+SAVE_RETRY_SECONDS = 10.0  # how often a chat that could not be saved is saved again
 WIDE = 110  # columns from which the side panes show by default
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
@@ -186,6 +194,7 @@ class HarmonyApp(App[None]):
         startup_notice: str | None = None,
         chats_dir: Path | None = None,
         tools: ToolsConfig | None = None,
+        chat_lock: ChatLock | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -208,8 +217,13 @@ class HarmonyApp(App[None]):
         self.remember_theme = remember_theme
         self.startup_notice = startup_notice
         self.chats_dir = chats_dir or (settings.chats_dir if settings else default_chats_dir())
+        self.save_retry_seconds = SAVE_RETRY_SECONDS
+        self._save_problem: str | None = None  # why the chat is not saved (None: it is)
+        self._save_timer = None
+        self._switching = False  # a New chat / Open waits for the running turn to be saved
         if settings is not None and settings.chat_path is not None:
-            self.session = ChatSession(settings.chat_log, settings.chat_path)
+            self.session = self._adopt(ChatSession(settings.chat_log, settings.chat_path,
+                                                   chat_lock))
         else:
             self.session = self.new_session()
         self.seeded_once = False
@@ -295,19 +309,71 @@ class HarmonyApp(App[None]):
                 configure_file_log(self.run_settings.logs_dir)
             except OSError as err:
                 self.notify(f"Cannot write the log file: {err}", severity="warning")
+        sweep_stale_files(self.chats_dir)  # temp and lock files of killed processes
         self.call_after_refresh(self.show_session)
 
     # -- chats ----------------------------------------------------------------------------------
 
     def new_session(self) -> ChatSession:
-        """A new chat, saved under its start time once it has a message."""
+        """A new chat, saved under its start time once it has a message (its lock is held
+        from now, so another process cannot take the same name)."""
         session = ChatSession(path=free_path(self.chats_dir / f"{timestamp_name()}.json"))
+        for _ in range(100):
+            try:
+                session.claim()
+                break
+            except ChatLockedError:  # another app took this name this very second
+                session.path = free_path(session.path)
+            except HarmonyTuiError:  # read-only folder ...: said when a save fails
+                break
+        self._adopt(session)
         session.log.profile = self.run_settings.profile if self.run_settings else None
         if self.run_settings and self.run_settings.prompt_config_path:
             session.log.prompt_config = str(self.run_settings.prompt_config_path)
         if self.prompt_config is not None:
             session.log.prompt = self.prompt_config.model_dump(mode="json", exclude_defaults=True)
         return session
+
+    def _adopt(self, session: ChatSession) -> ChatSession:
+        """Save failures of ``session`` become a note and a retry, never an exception."""
+        session.on_save_error = self._on_save_error
+        if not session.locking:  # a chat given without its lock (the CLI passes it)
+            try:
+                session.claim()
+            except ChatLockedError as err:  # read it, but never write over the other process
+                session.path, session.lock = None, None
+                self.startup_notice = f"{err}; this copy is not saved"
+            except HarmonyTuiError:
+                pass  # read-only folder ...: said when a save fails
+        return session
+
+    def _on_save_error(self, error: HarmonyTuiError) -> None:
+        """A save failed: say so once, keep everything in memory, save again every few
+        seconds (every later message also tries)."""
+        first = self._save_problem is None
+        self._save_problem = str(error)
+        logger.warning("chat not saved: %s", error)
+        if not first or not self.is_running:
+            return
+        text = (f"{error}. The conversation is kept in memory; saving again every "
+                f"{self.save_retry_seconds:g} s.")
+        self.notify(text, severity="warning", timeout=15)
+        with contextlib.suppress(Exception):
+            self.call_later(self.conversation.add_note, f"⚠ {text}")
+        if self._save_timer is None:
+            self._save_timer = self.set_interval(self.save_retry_seconds, self._retry_save)
+
+    def _retry_save(self) -> None:
+        session = self.session
+        if session.unsaved:
+            session.save()
+        if not session.unsaved and self._save_problem is not None:
+            self._save_problem = None
+            if session.path is not None and session.saves:
+                self.notify(f"Saved {session.path.name}: nothing was lost", timeout=5)
+        if self._save_problem is None and self._save_timer is not None:
+            self._save_timer.stop()
+            self._save_timer = None
 
     def expand(self, text: str) -> str:
         """Placeholders of the prompt config, evaluated now."""
@@ -333,18 +399,51 @@ class HarmonyApp(App[None]):
             await self.conversation.load_entries([Entry(
                 "assistant", text, model=self.model_name or self.model_spec)])
 
-    async def open_chat(self, session: ChatSession) -> None:
-        """Switch to another chat (from the sessions screen)."""
-        if self.turn is not None:
-            self.turn.abandoned = True
-            self.turn.stream.cancel()
-            self.turn = None
-        self.session = session
+    async def open_chat(self, session: ChatSession | None = None) -> None:
+        """Switch to another chat (from the sessions screen), or to a new one (None).
+
+        A running answer is first stopped and saved, marked stopped, exactly as quitting
+        saves it; then the old chat's lock is given back.
+        """
+        if self._switching:  # already switching: this one is dropped
+            if session is not None:
+                session.release()
+            return
+        if self.turn is None:
+            await self._show_chat(session)
+        else:
+            self._switching = True
+            self._switch_after_stop(session)
+
+    @work(group="switch-chat")
+    async def _switch_after_stop(self, session: ChatSession | None) -> None:
+        try:
+            with contextlib.suppress(NoMatches):
+                self.status.state, self.status.detail = "stopping", "saving the answer"
+            await self.stop_and_save(self.quit_wait_seconds)
+            await self._show_chat(session)
+        finally:
+            self._switching = False
+
+    async def _show_chat(self, session: ChatSession | None) -> None:
+        old = self.session
+        self.session = session if session is not None else self.new_session()
+        if old is not self.session:
+            if old.unsaved:  # its last saves failed: once more, else a copy in the temp folder
+                old.on_save_error = None
+                where = old.rescue()
+                if old.unsaved:
+                    self.notify(where, severity="warning", timeout=20)
+            old.release()
+            self._save_problem = None
         self.seeded_once = False
         await self.conversation.clear()
         self.thinking.start_turn("")
         await self.tools.clear()
-        saved = session.last_params()
+        if session is None:
+            self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
+            self.status.ttft = self.status.tps = None
+        saved = session.last_params() if session is not None else None
         if saved:
             from pydantic import ValidationError
 
@@ -365,17 +464,26 @@ class HarmonyApp(App[None]):
         async def chosen(path: Path | None) -> None:
             if path is None:
                 return
-            from harmony_tui.errors import ChatFileError
             from harmony_tui.sessions.store import read_chat
 
             if self.session.path is not None and path.resolve() == self.session.path.resolve():
                 return
+            session = ChatSession(path=path)
             try:
-                log = read_chat(path)
-            except ChatFileError as err:
+                with contextlib.suppress(ChatSaveError):  # read-only folder: read it anyway
+                    session.claim()
+                # the lock first: no other process can change the file once it is read
+                session.log = read_chat(path)
+            except ChatLockedError as err:
+                self.notify(f"{err}; close it there to open it here", severity="error",
+                            timeout=10)
+                return
+            except HarmonyTuiError as err:  # ChatFileError
+                session.release()
                 self.notify(str(err), severity="error", timeout=10)
                 return
-            await self.open_chat(ChatSession(log, path))
+            self._adopt(session)
+            await self.open_chat(session)
 
         self.push_screen(SessionsScreen(self.chats_dir, self.session.path), chosen)
 
@@ -500,7 +608,7 @@ class HarmonyApp(App[None]):
         if self.turn is not None:
             self.notify("Wait for the answer or press Esc to stop it", severity="warning")
             return
-        if self._quitting:  # saving the last answer before leaving
+        if self._quitting or self._switching:  # saving the last answer before leaving
             return
         if not self.model_ready:
             self.notify("The model is not loaded yet", severity="warning")
@@ -971,19 +1079,8 @@ class HarmonyApp(App[None]):
         return True
 
     async def action_new_chat(self) -> None:
-        if self.turn is not None:
-            self.turn.abandoned = True
-            self.turn.stream.cancel()
-            self.turn = None
-        self.session = self.new_session()
-        self.seeded_once = False
-        await self.conversation.clear()
-        self.thinking.start_turn("")
-        await self.tools.clear()
-        self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
-        self.status.ttft = self.status.tps = None
-        await self.show_session()
-        self.prompt.focus()
+        """Start a new chat; a running answer is stopped and saved first (as quitting does)."""
+        await self.open_chat(None)
 
     def action_copy_answer(self) -> None:
         widget = self.conversation.last_assistant()
@@ -1120,6 +1217,9 @@ class HarmonyApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._exit_signals.remove()
+        if self.session.unsaved:  # one more try; the command line reports a failure
+            self.session.save()
+        self.session.release()
         self._detach_if_terminal_lost()
         if self.server is not None:
             server, self.server = self.server, None

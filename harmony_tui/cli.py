@@ -66,7 +66,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="a profile (model + prompt config) from the profiles file")
     parser.add_argument("--profiles-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
                         help="profiles file (default: profiles.yaml in the config dir)")
-    parser.add_argument("--chat", default=argparse.SUPPRESS, metavar="NAME",
+    parser.add_argument("--chat", type=chat_arg, default=argparse.SUPPRESS, metavar="NAME",
                         help="create or resume the saved chat chats_dir/NAME.json")
     tools = parser.add_argument_group("tools")
     tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
@@ -75,6 +75,18 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                        help="let the model search and read the web")
     tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
                        help="let the model edit files under the current folder")
+
+
+def chat_arg(value: str) -> str:
+    """``--chat``: a plain file name (no folders, control characters, over-long names)."""
+    from harmony_tui.errors import ChatFileError
+    from harmony_tui.sessions.store import chat_name
+
+    try:
+        chat_name(value, "name")
+    except ChatFileError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return value
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -176,7 +188,7 @@ class ProgressPrinter:
             self._last = ""
 
 
-def resolve_settings(args: argparse.Namespace, *, warn: bool = True):
+def resolve_settings(args: argparse.Namespace, *, warn: bool = True, read_chat: bool = True):
     """The run's settings: command line > resumed chat > profile > prompt config > user config
     > defaults. Warnings go to stderr."""
     from harmony_tui.config.settings import Choices, resolve
@@ -189,11 +201,30 @@ def resolve_settings(args: argparse.Namespace, *, warn: bool = True):
         profile=_merged(args, "profile"), profiles_file=_merged(args, "profiles_file"),
         prompt_config=_merged(args, "prompt_config"), chat=_merged(args, "chat"),
         params={name: _merged(args, name) for name in cli_fields()})
-    settings = resolve(choices, user)
+    settings = resolve(choices, user, read_existing_chat=read_chat)
     if warn:
         for warning in warnings + settings.warnings:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return settings
+
+
+def resolve_and_lock_chat(args: argparse.Namespace):
+    """The run's settings and the lock of its ``--chat`` file (None without ``--chat``).
+
+    The chat is read only once this process holds its lock, so no other process can write it
+    in between. Raises ``ChatLockedError`` when another process has the chat open.
+    """
+    from harmony_tui.sessions.lock import ChatLock
+
+    settings = resolve_settings(args, read_chat=False)
+    if settings.chat_path is None:
+        return settings, None
+    lock = ChatLock.acquire(settings.chat_path)
+    try:
+        return resolve_settings(args, warn=False), lock
+    except BaseException:
+        lock.release()
+        raise
 
 
 def read_prompt(value: str) -> str:
@@ -208,14 +239,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from harmony_tui.errors import ChatFileError
     from harmony_tui.oneshot import run_generate
 
-    prompt = read_prompt(args.prompt)
-    try:
-        settings = resolve_settings(args)
+    try:  # the chat first: a chat that is open elsewhere or unreadable fails at once
+        settings, lock = resolve_and_lock_chat(args)
     except ChatFileError as err:
         raise ChatFileError(f"{err} (the file was left untouched; --chat with another name "
                             "starts a new chat)") from err
-    return run_generate(settings, prompt, json_mode=args.json, show_thinking=args.show_thinking,
-                        flagged=tool_flags(args), progress=ProgressPrinter(), prog=PROG)
+    try:
+        prompt = read_prompt(args.prompt)
+        return run_generate(settings, prompt, json_mode=args.json,
+                            show_thinking=args.show_thinking, flagged=tool_flags(args),
+                            progress=ProgressPrinter(), prog=PROG, lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def tool_flags(args: argparse.Namespace) -> set[str]:
@@ -293,9 +329,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     from harmony_tui.errors import ChatFileError
     from harmony_tui.sessions.store import free_path
 
-    notice = None
+    notice = lock = None
     try:
-        settings = resolve_settings(args)
+        settings, lock = resolve_and_lock_chat(args)  # another process has it: exit 2
     except ChatFileError as err:
         # A chat file that cannot be read is left alone; the app starts a new chat beside it.
         args_copy = argparse.Namespace(**vars(args))
@@ -315,8 +351,16 @@ def cmd_app(args: argparse.Namespace) -> int:
                      settings=settings, markdown=user.markdown and not args.no_markdown,
                      keymap=user.keymap, theme=user.theme, startup_notice=notice,
                      tools=settings.prompt.tools.with_flags(
-                         **{name: True for name in tool_flags(args)}))
-    app.run()
+                         **{name: True for name in tool_flags(args)}), chat_lock=lock)
+    try:
+        app.run()
+    finally:
+        app.session.release()
+    if app.session.unsaved:  # the last saves failed (disk full ...): never lose the words
+        where = app.session.rescue()
+        if app.session.unsaved:
+            print(f"{PROG}: warning: {where}", file=sys.stderr)
+            return app.return_code or 2
     return app.return_code or 0  # 128 + N after signal N (SIGTERM, SIGHUP): the turn was saved
 
 

@@ -25,6 +25,7 @@ from harmony_tui.engine.events import (
     TurnEnd,
 )
 from harmony_tui.engine.reply import collect_reply
+from harmony_tui.errors import HarmonyTuiError
 from harmony_tui.exit_signals import RaiseOnExitSignals, Terminated
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.text_safety import json_terminal_safe, terminal_safe
@@ -90,9 +91,13 @@ class Printer:
 
 
 def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_thinking: bool,
-                 flagged: set[str], progress: Any = None, prog: str = "harmony-tui") -> int:
+                 flagged: set[str], progress: Any = None, prog: str = "harmony-tui",
+                 lock: Any = None) -> int:
     """Generate one reply (with its tool calls); returns the exit status: 0 answered, 1 the
-    generation failed, 3 (``NO_ANSWER``) the model wrote no answer, said on standard error."""
+    generation failed, 3 (``NO_ANSWER``) the model wrote no answer, said on standard error.
+
+    ``lock`` is the ``--chat`` file's lock, taken before the chat was read. A chat that cannot
+    be saved raises ``ChatSaveError`` (exit 2; the file on disk stays as it was)."""
     from harmony_tui.engine.engine import Engine
     from harmony_tui.logs import configure_file_log, logger
 
@@ -106,7 +111,7 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     toolset.start()
     for error in toolset.errors:
         print(f"{prog}: warning: {error}", file=sys.stderr)
-    session = open_session(settings)
+    session = open_session(settings, lock)
     printer = Printer(json_mode, show_thinking, sys.stdout, sys.stderr)
 
     async def approver(call: ToolInvocation, request: ApprovalRequest) -> Decision:
@@ -198,7 +203,9 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
             return NO_ANSWER
         return 0
     except (KeyboardInterrupt, Terminated):
-        with contextlib.suppress(OSError):  # stopped while a tool ran: mark the saved call
+        # stopped while a tool ran: mark the saved call (a chat that cannot be saved: the stop
+        # is what is reported)
+        with contextlib.suppress(OSError, HarmonyTuiError):
             session.mark_stopped()
         raise
     finally:
@@ -253,8 +260,8 @@ def save_partial(stream: Any, recorder: Any, seen: list[Event] | None = None,
                     stats, "cancelled")
 
 
-def open_session(settings: Settings) -> ChatSession:
-    """The chat of ``--chat`` (resumed or new), or an unsaved one."""
+def open_session(settings: Settings, lock: Any = None) -> ChatSession:
+    """The chat of ``--chat`` (resumed or new, saved under ``lock``), or an unsaved one."""
     from harmony_tui.sessions.chat_log import ChatLog
 
     if settings.chat_path is None:
@@ -263,4 +270,4 @@ def open_session(settings: Settings) -> ChatSession:
         profile=settings.profile,
         prompt_config=str(settings.prompt_config_path) if settings.prompt_config_path else None,
         prompt=settings.prompt.model_dump(mode="json", exclude_defaults=True))
-    return ChatSession(log, settings.chat_path)
+    return ChatSession(log, settings.chat_path, lock)

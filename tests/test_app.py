@@ -11,6 +11,7 @@ from harmony_tui.app import HarmonyApp
 from harmony_tui.demo.corpus import SCRIPTS
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.screens.help import HelpScreen
+from harmony_tui.sessions.store import read_chat
 from harmony_tui.widgets.messages import AssistantMessage, SystemNote
 
 WIDE = (120, 40)
@@ -345,13 +346,25 @@ def _isolated_models_dir(monkeypatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)
 
 
-async def test_new_chat_while_streaming_discards_the_running_turn(tiny_gpt_oss):
-    app = make_app(str(tiny_gpt_oss), params=endless(3))
+async def test_new_chat_while_streaming_saves_the_partial_answer_as_stopped(tiny_gpt_oss,
+                                                                           tmp_path):
+    """Ctrl+N mid-answer keeps what was written, marked stopped, exactly as quitting does."""
+    app = make_app(str(tiny_gpt_oss), params=endless(3), chats_dir=tmp_path)
     async with app.run_test(size=WIDE) as pilot:
         await start_streaming(pilot)
+        widget = app.turn.widget
+        await wait_for(pilot, lambda: len(widget.answer) >= 20, what="answer text on screen")
+        shown, old = widget.answer, app.session.path
         await pilot.press("ctrl+n")
-        assert app.turn is None and app.session.messages == []
-        assert not app.conversation.query(AssistantMessage)
+        await wait_for(pilot, lambda: app.turn is None and app.session.path != old
+                       and not app.conversation.query(AssistantMessage), what="the new chat")
+        assert app.session.messages == []
+        records = read_chat(old).path()
+        assert [r.role for r in records][:2] == ["user", "assistant"]
+        assert records[0].content == "go"
+        finals = [r for r in records if r.channel == "final" and not r.recipient]
+        assert finals and finals[-1].content.startswith(shown), (shown, finals)
+        assert records[-1].finish_reason == "cancelled" and records[-1].stats is not None
         app.prompt.set_text("\\set max_tokens=5")
         await pilot.press("enter")
         await send(pilot, "again")
@@ -359,6 +372,7 @@ async def test_new_chat_while_streaming_discards_the_running_turn(tiny_gpt_oss):
         assert app.session.messages[0].content == "again"
         assert len(app.conversation.query(AssistantMessage)) == 1
         assert app.last_turn_start.params.max_tokens == 5
+    assert read_chat(old).path() == records  # the new chat went to its own file
 
 
 async def test_prompt_newline_and_history(tiny_llama):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harmony_tui.engine.params import GenerationParams
 from harmony_tui.screens.sessions import ConfirmScreen, RenameScreen, SessionsScreen
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.chat_log import ChatLog, ChatRecord
+from harmony_tui.sessions.lock import lock_path
 from harmony_tui.sessions.store import read_chat
 
 WIDE = (120, 40)
@@ -224,6 +226,9 @@ async def test_resume_shows_earlier_messages_and_continues_the_same_file(chats: 
         app.screen.query_one("#rename-input").value = "garden-2026"
         await pilot.press("enter")
         await wait_for(pilot, lambda: "garden-2026.json" in names(screen), what="the new name")
+        # The chat's lock moved with it: no other process can take either name meanwhile.
+        assert lock_path(chats / "garden-2026.json").read_text().strip() == str(os.getpid())
+        assert not lock_path(chats / "garden.json").exists()
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, SessionsScreen),
                        what="the screen to close")
@@ -258,3 +263,29 @@ async def test_a_new_chat_shows_the_greeting_and_leaves_no_empty_file(tmp_path: 
         assert conversation_texts(app) == ["Hello Ann, today is 2026-04-05."]
         assert app.session.records()[0].greeting
     assert not (tmp_path / "chats").exists() or not list((tmp_path / "chats").iterdir())
+
+
+async def test_opening_another_chat_while_an_answer_streams_saves_it_as_stopped(
+        chats: Path, tiny_gpt_oss: Path):
+    """As quitting and New chat do: the partial answer is kept, marked stopped (issue 10)."""
+    from test_app import endless, start_streaming
+
+    settings = resolve(Choices(model=str(tiny_gpt_oss)), UserConfig(chats_dir=str(chats)))
+    app = HarmonyApp(settings.model, params=endless(7), settings=settings, remember_theme=False)
+    async with app.run_test(size=WIDE) as pilot:
+        await start_streaming(pilot)
+        widget = app.turn.widget
+        await wait_for(pilot, lambda: len(widget.answer) >= 20, what="answer text on screen")
+        shown, old = widget.answer, app.session.path
+        screen = await open_sessions(pilot)
+        select(screen, "garden.json")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.path == chats / "garden.json"
+                       and app.turn is None and "Put tomatoes in the south bed."
+                       in conversation_texts(app), what="the other chat")
+        assert not lock_path(old).exists()  # the old chat was given back
+    records = read_chat(old).path()
+    assert records[0].content == "go"
+    finals = [r for r in records if r.channel == "final" and not r.recipient]
+    assert finals and finals[-1].content.startswith(shown), (shown, finals)
+    assert records[-1].finish_reason == "cancelled"

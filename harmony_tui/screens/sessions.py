@@ -1,4 +1,8 @@
-"""Ctrl+S: the saved chats — search, open, rename, delete (confirmed) and export to Markdown."""
+"""Ctrl+S: the saved chats — search, open, rename, delete (confirmed) and export to Markdown.
+
+A chat another harmony-tui process has open is marked with a lock; it cannot be opened,
+renamed or deleted here until that process lets it go.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harmony_tui import paths
-from harmony_tui.errors import ChatFileError
+from harmony_tui.errors import HarmonyTuiError
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.export import to_markdown
+from harmony_tui.sessions.lock import save_error, sweep_stale_files
 from harmony_tui.sessions.store import (
     ChatSummary,
     delete_chat,
@@ -22,12 +27,11 @@ from harmony_tui.sessions.store import (
     list_chats,
     read_chat,
     rename_chat,
-    title_for_name,
 )
 
 HELP = ("Type to search titles and text; ↓ moves to the list. Enter opens the chat; F2 renames; "
         "Del (in the list) deletes, asking first; Ctrl+E exports to Markdown beside the chat; "
-        "Esc closes.")
+        "Esc closes. 🔒 marks a chat open in another harmony-tui process.")
 
 
 def matches(row: ChatSummary, query: str) -> bool:
@@ -121,6 +125,7 @@ class SessionsScreen(ModalScreen[Path | None]):
         return self.query_one(DataTable)
 
     def reload(self) -> None:
+        sweep_stale_files(self.chats_dir)  # temp and lock files of killed processes
         self.rows = list_chats(self.chats_dir)
         self.refilter()
 
@@ -131,6 +136,8 @@ class SessionsScreen(ModalScreen[Path | None]):
         table.clear()
         for row in self.shown:
             title = ("⚠ " + row.title) if row.error else row.title
+            if row.holder is not None:
+                title = "🔒 " + title
             if self.current is not None and row.path == self.current:
                 title = "● " + title
             table.add_row(title, short_time(row.updated_at), str(row.messages),
@@ -168,9 +175,18 @@ class SessionsScreen(ModalScreen[Path | None]):
                 self.table.action_cursor_down()
             event.stop()
 
+    def _held(self, row: ChatSummary, what: str) -> bool:
+        """Say so and return True if another process has the chat open."""
+        if row.holder is None:
+            return False
+        pid = f"pid {row.holder}" if row.holder else "pid unknown"
+        self.notify(f"{row.path.name} is open in another harmony-tui process ({pid}); close it "
+                    f"there to {what} it", severity="error", timeout=10)
+        return True
+
     def open_selected(self) -> None:
         row = self.selected()
-        if row is None:
+        if row is None or self._held(row, "open"):
             return
         if row.error:
             self.notify(f"{row.path.name}: {row.error}", severity="error", timeout=10)
@@ -182,25 +198,23 @@ class SessionsScreen(ModalScreen[Path | None]):
 
     def action_rename(self) -> None:
         row = self.selected()
-        if row is None or row.error:
+        if row is None or row.error or self._held(row, "rename"):
             return
 
         def done(name: str | None) -> None:
             if not name:
                 return
+            # The open chat is renamed through its session: it keeps saving (and holding its
+            # lock) under the new name. Any other chat is renamed under its lock.
+            session = getattr(self.app, "session", None)
+            is_open = isinstance(session, ChatSession) and session.path == row.path
             try:
-                target = rename_chat(row.path, name)
-            except ChatFileError as err:
+                target = session.rename(name) if is_open else rename_chat(row.path, name)
+            except (HarmonyTuiError, OSError) as err:  # taken, held elsewhere, read-only ...
                 self.notify(str(err), severity="error", timeout=10)
                 return
             if self.current is not None and row.path == self.current:
                 self.current = target
-                # The open chat must keep saving under its new name (and title), or its next
-                # message would bring the old file back and leave the renamed one behind.
-                session = getattr(self.app, "session", None)
-                if isinstance(session, ChatSession) and session.path == row.path:
-                    session.path = target
-                    session.log.title = title_for_name(name)
                 self.app.post_message(ChatRenamed(row.path, target))
             self.notify(f"Renamed to {target.name}")
             self.reload()
@@ -209,7 +223,7 @@ class SessionsScreen(ModalScreen[Path | None]):
 
     def action_delete(self) -> None:
         row = self.selected()
-        if row is None:
+        if row is None or self._held(row, "delete"):
             return
         if self.current is not None and row.path == self.current:
             self.notify("This is the open chat; start a new one (Ctrl+N) before deleting it",
@@ -218,7 +232,11 @@ class SessionsScreen(ModalScreen[Path | None]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                delete_chat(row.path)
+                try:
+                    delete_chat(row.path)  # refused if another process took it meanwhile
+                except (HarmonyTuiError, OSError) as err:
+                    self.notify(str(err), severity="error", timeout=10)
+                    return
                 self.notify(f"Deleted {row.path.name}")
                 self.reload()
 
@@ -231,11 +249,14 @@ class SessionsScreen(ModalScreen[Path | None]):
             return
         try:
             log = read_chat(row.path)
-        except ChatFileError as err:
+            target = free_path(row.path.with_suffix(".md"))
+            try:
+                paths.atomic_write_text(target, to_markdown(log))
+            except OSError as err:
+                raise save_error(target, err) from err
+        except HarmonyTuiError as err:
             self.notify(str(err), severity="error", timeout=10)
             return
-        target = free_path(row.path.with_suffix(".md"))
-        paths.atomic_write_text(target, to_markdown(log))
         self.notify(f"Exported to {target}", timeout=8)
 
 

@@ -4,26 +4,39 @@
 every completed message is written to disk at once (atomically, see ``store.py``).
 Regenerating or editing moves the active leaf back and starts a new branch; the old messages
 stay in the file.
+
+``claim`` takes the chat's lock (``lock.py``) so that no other process writes the same file;
+``release`` gives it back. A save that fails (read-only folder, disk full) raises
+``ChatSaveError``, or, with ``on_save_error`` set, reports it there and keeps everything in
+memory (``unsaved``): the next save writes it all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from harmony_tui.engine.messages import Message
+from harmony_tui.errors import ChatFileError, HarmonyTuiError
 from harmony_tui.sessions.chat_log import ChatLog, ChatRecord
-from harmony_tui.sessions.store import write_chat
+from harmony_tui.sessions.lock import ChatLock, ChatSaveError, save_error
+from harmony_tui.sessions.store import chat_path, title_for_name, write_chat
 
 
 class ChatSession:
     """Messages in order; assistant turns are the messages after each user message."""
 
-    def __init__(self, log: ChatLog | None = None, path: Path | None = None) -> None:
+    def __init__(self, log: ChatLog | None = None, path: Path | None = None,
+                 lock: ChatLock | None = None) -> None:
         self.log = log or ChatLog()
         self.path = path
+        self.lock = lock
+        self.locking = lock is not None  # saves take the lock first (see ``claim``)
         self.saves = 0
+        self.unsaved = False  # the last save failed: the newest messages are only in memory
+        self.on_save_error: Callable[[HarmonyTuiError], None] | None = None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -58,15 +71,106 @@ class ChatSession:
 
     # -- writing --------------------------------------------------------------------------------
 
+    def claim(self) -> None:
+        """Hold the chat's lock (a no-op without a path or when held already).
+
+        Raises ``ChatLockedError`` if another process has the chat open, ``ChatSaveError`` if
+        the lock cannot be created (read-only folder ...). Either way later saves try again
+        to take the lock first, and never write without it.
+        """
+        self.locking = True
+        if self.path is not None and self.lock is None:
+            self.lock = ChatLock.acquire(self.path)
+
+    def release(self) -> None:
+        """Give the chat's lock back (the session can still be read)."""
+        if self.lock is not None:
+            lock, self.lock = self.lock, None
+            lock.release()
+
     def save(self) -> None:
         """Write the chat file now.
 
         A no-op without a path, and while the chat holds nothing but the config's greeting:
-        starting the app (or a new chat) and leaving leaves no empty chat behind.
+        starting the app (or a new chat) and leaving leaves no empty chat behind. A failure
+        raises ``ChatSaveError`` or goes to ``on_save_error``; either way ``unsaved`` is set and
+        the file on disk is the previous complete version.
         """
-        if self.path is not None and any(not r.greeting for r in self.log.messages):
+        if self.path is None or not any(not r.greeting for r in self.log.messages):
+            return
+        try:
+            if self.locking and self.lock is None:
+                self.lock = ChatLock.acquire(self.path)
             write_chat(self.path, self.log)
-            self.saves += 1
+        except HarmonyTuiError as err:  # ChatSaveError, ChatLockedError
+            self.unsaved = True
+            if self.on_save_error is None:
+                raise
+            self.on_save_error(err)
+            return
+        self.unsaved = False
+        self.saves += 1
+
+    def rescue(self) -> str:
+        """Last chance before leaving with unsaved messages: save once more, else write the
+        chat to the temp folder. Returns one line saying where the chat is."""
+        error: HarmonyTuiError | None = None
+        try:
+            handler, self.on_save_error = self.on_save_error, None
+            self.save()
+            return f"chat saved to {self.path}"
+        except HarmonyTuiError as err:
+            error = err
+        finally:
+            self.on_save_error = handler
+        import tempfile
+
+        from harmony_tui.sessions.store import dump_chat
+
+        name = self.path.stem if self.path is not None else "chat"
+        try:
+            fd, spare = tempfile.mkstemp(prefix=f"harmony-tui-unsaved-{name[:40]}-",
+                                         suffix=".json")
+            with open(fd, "w", encoding="utf-8") as fh:
+                fh.write(dump_chat(self.log))
+        except OSError as err:
+            return f"{error}; the newest messages are lost (the temp folder failed too: {err})"
+        return f"{error}; the whole chat was written to {spare} instead"
+
+    def rename(self, new_name: str) -> Path:
+        """Rename this (open) chat's file and set its title; the lock moves with it."""
+        assert self.path is not None
+        target = chat_path(new_name, self.path.parent, "new name")
+        title = title_for_name(new_name)
+        if target == self.path:
+            self.log.title = title
+            write_chat(self.path, self.log)
+            return target
+        new_lock = ChatLock.acquire(target) if self.lock is not None else None
+        try:
+            if target.exists():
+                raise ChatFileError(f"{target}: a chat with that name already exists")
+            old_title, self.log.title = self.log.title, title
+            try:
+                write_chat(target, self.log)
+            except ChatSaveError:
+                self.log.title = old_title
+                raise
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as err:  # no second copy left behind
+                with contextlib.suppress(OSError):
+                    target.unlink()
+                self.log.title = old_title
+                raise save_error(self.path, err) from err
+        except BaseException:
+            if new_lock is not None:
+                new_lock.release()
+            raise
+        self.release()
+        self.path, self.lock = target, new_lock
+        self.unsaved = False
+        return target
 
     def add_user(self, text: str) -> ChatRecord:
         record = self.log.append(ChatRecord(role="user", content=text))

@@ -7,9 +7,12 @@ complete file. A file that cannot be read as a chat is never written to.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
-import re
+import os
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,29 +20,47 @@ from typing import Any
 from pydantic import ValidationError
 
 from harmony_tui import paths
-from harmony_tui.errors import ChatFileError
+from harmony_tui.errors import ChatFileError, short_repr
 from harmony_tui.sessions.chat_log import FORMAT, SCHEMA_VERSION, ChatLog
+from harmony_tui.sessions.lock import ChatLock, held_elsewhere, lock_path, save_error
 
-_BAD_NAME = re.compile(r"[/\\\x00]")
+# A file name holds 255 bytes; the temp file of a save adds ``.`` + ``.json.`` + 8 + ``.tmp``.
+MAX_NAME_BYTES = 200
 
 
 def default_chats_dir() -> Path:
     return paths.data_dir() / "chats"
 
 
-def chat_name(name: str) -> str:
-    """A chat name from user input: ``NAME`` or ``NAME.json``, no folders."""
+def chat_name(name: str, what: str = "--chat") -> str:
+    """A chat name from user input: ``NAME`` or ``NAME.json``, a plain file name.
+
+    Refused with a one-line error naming ``what``: folders (``/``, ``\\``), a leading ``.``
+    (``..``, hidden files), control and invisible characters (newline, NUL, bidi overrides),
+    more than ``MAX_NAME_BYTES`` bytes in UTF-8.
+    """
     name = name.strip()
     if name.endswith(".json"):
         name = name[:-5]
-    if not name or name in (".", "..") or _BAD_NAME.search(name):
-        raise ChatFileError(f"--chat {name!r}: expected a name without folders, such as "
+    shown = short_repr(name, 60)
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ChatFileError(f"{what} {shown}: expected a name without folders, such as "
                             "'project-notes'")
+    if name.startswith("."):
+        raise ChatFileError(f"{what} {shown}: expected a name that does not start with '.' "
+                            "(such names are hidden files), such as 'project-notes'")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
+        raise ChatFileError(f"{what} {shown}: control or invisible characters are not allowed "
+                            "in a chat name (newline, tab, NUL ...)")
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ChatFileError(f"{what} {shown}: the name is too long ({size} bytes in UTF-8); "
+                            f"expected at most {MAX_NAME_BYTES}")
     return name
 
 
-def chat_path(name: str, chats_dir: Path) -> Path:
-    return chats_dir / f"{chat_name(name)}.json"
+def chat_path(name: str, chats_dir: Path, what: str = "--chat") -> Path:
+    return chats_dir / f"{chat_name(name, what)}.json"
 
 
 def timestamp_name() -> str:
@@ -48,12 +69,17 @@ def timestamp_name() -> str:
 
 
 def free_path(path: Path) -> Path:
-    """``path`` if nothing is there, else ``NAME-2.json``, ``NAME-3.json``..."""
-    if not path.exists():
+    """``path`` if nothing is there, else ``NAME-2.json``, ``NAME-3.json``... (a name whose
+    lock file exists is taken too: a new chat of another process, not saved yet)."""
+
+    def free(candidate: Path) -> bool:
+        return not candidate.exists() and not lock_path(candidate).exists()
+
+    if free(path):
         return path
     for n in range(2, 10_000):
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
+        if free(candidate):
             return candidate
     raise ChatFileError(f"{path}: no free name beside it")
 
@@ -80,7 +106,7 @@ def detect_layout(data: Any) -> str:
 def read_json(path: Path) -> Any:
     """The parsed JSON of ``path`` with a one-line error for anything wrong."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular_file(path).decode("utf-8")
     except FileNotFoundError as err:
         raise ChatFileError(f"{path}: file not found") from err
     except (OSError, UnicodeDecodeError) as err:
@@ -92,6 +118,22 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise ChatFileError(f"{path}:{err.lineno}:{err.colno}: not a valid chat file "
                             f"(invalid JSON: {err.msg}; truncated or corrupt?)") from err
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``; anything but a regular file is refused without waiting on it
+    (opening a FIFO for reading would block until a writer comes)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise ChatFileError(f"{path}: this is {kind}, not a chat file (expected a JSON file)")
+        return fh.read()
 
 
 def read_chat(path: Path) -> ChatLog:
@@ -129,8 +171,12 @@ def dump_chat(log: ChatLog) -> str:
 
 
 def write_chat(path: Path, log: ChatLog) -> None:
-    """Save ``log`` atomically (temp file, fsync, rename)."""
-    paths.atomic_write_text(path, dump_chat(log))
+    """Save ``log`` atomically (temp file, fsync, rename). A failure raises ``ChatSaveError``
+    (one line) and leaves the previous file as it was."""
+    try:
+        paths.atomic_write_text(path, dump_chat(log))
+    except OSError as err:
+        raise save_error(path, err) from err
 
 
 @dataclass
@@ -144,6 +190,7 @@ class ChatSummary:
     model: str | None
     error: str | None = None
     text: str = ""
+    holder: int | None = None  # pid of another process that has the chat open (0: unknown)
 
     @property
     def name(self) -> str:
@@ -156,15 +203,22 @@ def list_chats(chats_dir: Path) -> list[ChatSummary]:
     if not chats_dir.is_dir():
         return rows
     for path in chats_dir.glob("*.json"):
+        if path.name.startswith("."):
+            continue
+        holder = held_elsewhere(path)
         try:
             log = read_chat(path)
         except ChatFileError as err:
-            mtime = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC)
+            try:
+                mtime = _dt.datetime.fromtimestamp(path.lstat().st_mtime, _dt.UTC)
+            except OSError:
+                continue  # removed meanwhile
             rows.append(ChatSummary(path, path.stem, mtime.isoformat(timespec="seconds"), 0,
-                                    None, error=str(err).removeprefix(f"{path}: ")))
+                                    None, error=str(err).removeprefix(f"{path}: "),
+                                    holder=holder))
             continue
         rows.append(ChatSummary(path, log.title or path.stem, log.updated_at,
-                                len(log.path()), log.model, text=log.text()))
+                                len(log.path()), log.model, text=log.text(), holder=holder))
     rows.sort(key=lambda row: row.updated_at, reverse=True)
     return rows
 
@@ -175,17 +229,37 @@ def title_for_name(name: str) -> str:
 
 
 def rename_chat(path: Path, new_name: str) -> Path:
-    """Rename the file and set the title; refuses to replace another chat."""
-    target = chat_path(new_name, path.parent)
-    if target.exists() and target != path:
-        raise ChatFileError(f"{target}: a chat with that name already exists")
-    log = read_chat(path)
-    log.title = title_for_name(new_name)
-    write_chat(target, log)
-    if target != path:
-        path.unlink()
+    """Rename a chat that is not open in this process, and set its title.
+
+    Refuses to replace another chat, and to touch a chat another process has open
+    (``ChatLockedError``).
+    """
+    target = chat_path(new_name, path.parent, "new name")
+    with ChatLock.acquire(path):
+        if target == path:
+            log = read_chat(path)
+            log.title = title_for_name(new_name)
+            write_chat(path, log)
+            return path
+        with ChatLock.acquire(target):
+            if target.exists():
+                raise ChatFileError(f"{target}: a chat with that name already exists")
+            log = read_chat(path)
+            log.title = title_for_name(new_name)
+            write_chat(target, log)
+            try:
+                path.unlink()
+            except OSError as err:  # no second copy left behind
+                with contextlib.suppress(OSError):
+                    target.unlink()
+                raise save_error(path, err) from err
     return target
 
 
 def delete_chat(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Delete a chat file, unless another process has it open (``ChatLockedError``)."""
+    with ChatLock.acquire(path):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            raise ChatFileError(f"cannot delete {path}: {err.strerror or err}") from err
