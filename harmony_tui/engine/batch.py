@@ -1,9 +1,10 @@
 """Continuous batching: many turns share each token step through mlx-lm's ``BatchGenerator``.
 
-The scheduler lives on the engine's generation thread like every other MLX call. Turns handed to
-``BatchScheduler.submit`` wait in a queue; a *drive* job on the generation thread admits them
-into the ``BatchGenerator`` (rendering, context fitting and prompt-cache lookup happen there, as
-on the serial path), advances every running turn by one step, routes each sampled token through
+The scheduler lives on the engine's generation thread like every other MLX call. A turn handed
+to ``BatchScheduler.submit`` arrives with its prompt already prepared (rendered, tokenized and
+fitted on a preparation thread, see ``prepare.py``) and waits in a queue; a *drive* job on the
+generation thread admits queued turns into the ``BatchGenerator`` (sampler, logits processors,
+prompt-cache lookup), advances every running turn by one step, routes each sampled token through
 that turn's own decoder, and removes a turn as soon as it ends or is cancelled, so a cancel takes
 effect before the next step. Every turn has its own sampler, logits processors, stop strings and
 KV cache rows: no turn sees another's tokens.
@@ -12,13 +13,30 @@ When a serial job (a ``submit`` turn, a model load) is waiting on the generation
 drive job re-queues itself behind it after the current step, so serial work never starves and
 the batch resumes afterwards. Turns that cannot batch (a ``seed``, which needs the global random
 state to itself, or a model whose caches cannot merge) run alone, in arrival order.
+
+One request can never hurt another, in three layers:
+
+1. Admission: a turn's sampler and logits processors are built and trial-run on a dummy logits
+   row (``check_sampling``) before the turn joins the batch; a setup that cannot sample ends
+   that turn with its own error and never enters a shared step.
+2. Attribution inside a step: each turn's processors and each shared sampler are wrapped in
+   guards (``ProcessorGuard``, ``GuardedSampler``) that record a failure instead of raising, so
+   the step completes for everyone; after the step the turns whose guard fired end with their
+   own error. The same holds for a turn's decoder (``_feed``) and its closing.
+3. A failure no turn can be blamed for (the model, memory, a bug): the random state is restored,
+   every running turn ends with a generic error that names no other request's values, and the
+   generator and the sampler cache are dropped, so the next turn starts from a clean engine.
+   (Retrying the step without a suspect is not attempted: a failed step leaves the shared
+   batch caches half advanced, and with nobody to blame there is no suspect to leave out.)
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,16 +50,34 @@ from harmony_tui.engine.events import (
     TurnStart,
 )
 from harmony_tui.engine.reply import TurnOutput
-from harmony_tui.engine.sampling import build_logits_processors, build_sampler
+from harmony_tui.engine.sampling import (
+    GuardedSampler,
+    ProcessorGuard,
+    build_logits_processors,
+    build_sampler,
+    check_sampling,
+    one_line,
+    random_key,
+    restore_random_key,
+)
 from harmony_tui.errors import HarmonyTuiError
 
 if TYPE_CHECKING:
     from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
     from harmony_tui.engine.loader import LoadedModel
+    from harmony_tui.engine.prepare import PreparedPrompt
 
 MAX_BATCH = 16  # turns decoded together; more wait inside the generator
 PREFILL_BATCH = 4  # prompts prefilled together
 PROGRESS_EVERY = 8
+STEP_FAILED = ("generation failed in a step shared with other requests (the server log has the "
+               "details); the engine was reset: retry the request")
+log = logging.getLogger("harmony_tui.engine")
+
+
+def _fatal(err: BaseException) -> bool:
+    """Exceptions that must stop the thread's job rather than fail one turn."""
+    return isinstance(err, KeyboardInterrupt | SystemExit)
 
 
 def can_batch(loaded: LoadedModel) -> bool:
@@ -73,11 +109,21 @@ class _Turn:
     output: TurnOutput
     started: float
     checkpoint: bool
+    sampler: GuardedSampler
+    guard: ProcessorGuard
     prefill_done: float = 0.0
     first_token_at: float = 0.0
     generated: int = 0
     in_generator: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        """What went wrong with this turn's own sampling in the last step, if anything."""
+        return self.sampler.error or self.guard.error
+
+
+Pending = tuple["TurnRequest", "TurnStream", "Future[PreparedPrompt | None]"]
 
 
 class BatchScheduler:
@@ -89,21 +135,23 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.prefill_batch = prefill_batch
         self._lock = threading.Lock()
-        self._pending: collections.deque[tuple[TurnRequest, TurnStream]] = collections.deque()
+        self._pending: collections.deque[Pending] = collections.deque()
         self._scheduled = False
         # generation thread only:
         self._generator: Any = None
         self._generator_model: LoadedModel | None = None
         self._turns: dict[int, _Turn] = {}
-        self._samplers: dict[tuple[Any, ...], Any] = {}
+        self._samplers: dict[tuple[Any, ...], GuardedSampler] = {}
         self.peak_batch = 0  # the most turns decoded together so far
 
     # -- any thread ---------------------------------------------------------------------------
 
-    def submit(self, request: TurnRequest, stream: TurnStream) -> None:
-        """Queue a turn; the drive job admits it before its next step."""
+    def submit(self, request: TurnRequest, stream: TurnStream,
+               prepared: Future[PreparedPrompt | None]) -> None:
+        """Queue a turn whose preparation is done; the drive job admits it before its next
+        step."""
         with self._lock:
-            self._pending.append((request, stream))
+            self._pending.append((request, stream, prepared))
             if self._scheduled:
                 return
             self._scheduled = True
@@ -142,11 +190,16 @@ class BatchScheduler:
                     self._engine._worker.submit(self._drive)  # after the serial job, resume
                     return
         except BaseException as err:  # never leave turns hanging, never kill the thread
-            self._fail_all(f"{type(err).__name__}: {err}")
+            log.error("the batch drive failed: %s", one_line(err), exc_info=err)
+            self._fail_all(STEP_FAILED)
             with self._lock:
                 self._scheduled = False
-            if not isinstance(err, Exception):
+            if _fatal(err):
                 raise
+            with self._lock:  # turns still queued get their own chance
+                if self._pending and not self._scheduled:
+                    self._scheduled = True
+                    self._engine._worker.submit(self._drive)
 
     def _others_waiting(self) -> bool:
         # The worker's FIFO is private to worker.py; reading its size is safe (queue.Queue).
@@ -157,11 +210,14 @@ class BatchScheduler:
             self._close_generator()
 
     def _close_generator(self) -> None:
-        if self._generator is not None:
-            self._generator.close()
-        self._generator = None
+        generator, self._generator = self._generator, None
         self._generator_model = None
         self._samplers.clear()
+        if generator is not None:
+            try:
+                generator.close()
+            except Exception as err:  # a generator whose last step failed: drop it anyway
+                log.warning("closing the batch generator failed: %s", one_line(err))
 
     def _ensure_generator(self, loaded: LoadedModel) -> Any:
         if self._generator is not None and self._generator_model is loaded:
@@ -191,47 +247,51 @@ class BatchScheduler:
             with self._lock:
                 if not self._pending:
                     return
-                loaded = engine.model
-                if self._turns and loaded is not self._generator_model:
+                if self._turns and engine.model is not self._generator_model:
                     return  # a new model: let the old batch finish first
-                request, stream = self._pending.popleft()
-            if stream.cancelled:
-                self._end(stream, TurnEnd("cancelled"))
+                request, stream, prepared = self._pending.popleft()
+            prep = engine.take_prepared(
+                request, stream, prepared,
+                lambda again, r=request, s=stream: self.submit(r, s, again))
+            if prep is None:
                 continue
-            if loaded is None:
-                self._end(stream, TurnEnd("error", error="no model is loaded"))
+            if request.params.seed is not None or not can_batch(prep.loaded):
+                engine.run_prepared(request, stream, prep)  # alone, in arrival order
                 continue
-            if request.params.seed is not None or not can_batch(loaded):
-                engine._run_turn(request, stream)  # alone, in arrival order
-                continue
+            saved = random_key()
             try:
-                self._insert(request, stream, loaded)
-            except Exception as err:  # e.g. the generator refused the prompt
-                self._end(stream, TurnEnd("error", error=f"{type(err).__name__}: {err}"))
+                self._insert(request, stream, prep)
+            except HarmonyTuiError as err:
+                from harmony_tui.engine.engine import error_code
 
-    def _insert(self, request: TurnRequest, stream: TurnStream, loaded: LoadedModel) -> None:
+                self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
+            except BaseException as err:  # e.g. the generator refused the prompt
+                if _fatal(err):
+                    raise
+                restore_random_key(saved)
+                self._end(stream, TurnEnd("error", error=one_line(err)))
+
+    def _insert(self, request: TurnRequest, stream: TurnStream, prep: PreparedPrompt) -> None:
+        """Admit one prepared turn: its sampling is checked before it may share a step."""
         from mlx_lm.models.cache import make_prompt_cache
 
-        from harmony_tui.engine.engine import error_code
-
         engine = self._engine
-        fmt, params = loaded.format, request.params
-        try:
-            prompt, dropped_msgs, dropped_tokens, limit = engine.prepare_prompt(request, loaded)
-            key = sampler_key(params)
-            sampler = self._samplers.get(key)
-            if sampler is None:
-                keep = fmt.keep_tokens if params.xtc_special_tokens is None \
-                    else params.xtc_special_tokens
-                sampler = build_sampler(params, fmt.vocab_size, keep)
-            processors = build_logits_processors(params, fmt.vocab_size)
-            decoder = engine.new_decoder(request, loaded, prompt)
-        except HarmonyTuiError as err:
-            self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
-            return
-        except Exception as err:
-            self._end(stream, TurnEnd("error", error=f"{type(err).__name__}: {err}"))
-            return
+        loaded, params = prep.loaded, request.params
+        fmt, prompt, limit = loaded.format, prep.prompt, prep.limit
+        key = sampler_key(params)
+        sampler = self._samplers.get(key)
+        raw = None
+        if sampler is None:
+            keep = fmt.keep_tokens if params.xtc_special_tokens is None \
+                else params.xtc_special_tokens
+            raw = build_sampler(params, fmt.vocab_size, keep)
+        processors = build_logits_processors(params, fmt.vocab_size)
+        if raw is not None or processors:
+            check_sampling(raw, processors, fmt.vocab_size)
+        if sampler is None:
+            sampler = GuardedSampler(raw)
+        guard = ProcessorGuard()
+        decoder = engine.new_decoder(request, loaded, prompt)
         generator = self._ensure_generator(loaded)
         self._samplers[key] = sampler
         cache, cached = engine.prompt_cache.take(prompt)
@@ -241,13 +301,14 @@ class BatchScheduler:
         if not body and cached:  # nothing to prefill: the checkpoint we took stays valid
             engine.prompt_cache.store(prompt[:-1], cache)
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        if dropped_msgs:
-            stream.put(ContextTrimmed(dropped_msgs, dropped_tokens, limit))
+        if prep.dropped_messages:
+            stream.put(ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, limit))
         stream.put(PromptProgress(cached, len(prompt)))
         now = time.perf_counter()
         output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
         max_new = min(params.max_tokens, limit - len(prompt))
-        turn = _Turn(request, stream, prompt, cached, output, now, checkpoint=bool(body))
+        turn = _Turn(request, stream, prompt, cached, output, now, checkpoint=bool(body),
+                     sampler=sampler, guard=guard)
         if max_new <= 0:
             turn.in_generator = False
             self._finish(turn, "length")
@@ -255,14 +316,23 @@ class BatchScheduler:
         (uid,) = generator.insert_segments(
             [[body, prompt[-1:]]], max_tokens=[max_new], caches=[cache],
             all_tokens=[list(prompt[:cached])], samplers=[sampler],
-            logits_processors=[processors],
+            logits_processors=[guard.wrap(processors)],
         )
         self._turns[uid] = turn
 
     def _step(self) -> None:
         """One generator step: prefill progress, checkpoints, one token per running turn."""
         generator = self._generator
-        prompt_responses, generation_responses = generator.next()
+        saved = random_key()
+        try:
+            prompt_responses, generation_responses = generator.next()
+        except BaseException as err:
+            if _fatal(err):
+                raise
+            restore_random_key(saved)
+            log.error("a batched generation step failed: %s", one_line(err), exc_info=err)
+            self._fail_all(STEP_FAILED)
+            return
         now = time.perf_counter()
         for response in prompt_responses:
             turn = self._turns.get(response.uid)
@@ -275,13 +345,17 @@ class BatchScheduler:
                 if extracted is not None:
                     self._engine.prompt_cache.store(turn.prompt[:-1], extracted[0])
                 turn.prefill_done = now
-        ended: list[tuple[int, EndReason]] = []
+        ended: dict[int, tuple[EndReason, str | None]] = {}
         self.peak_batch = max(self.peak_batch, len(generation_responses))
         for response in generation_responses:
             turn = self._turns.get(response.uid)
             if turn is None:
                 continue
-            reason = self._feed(turn, response.token, response.logprobs, now)
+            try:
+                reason = self._feed(turn, response.token, response.logprobs, now)
+            except Exception as err:  # this turn's decoder failed: only this turn ends
+                ended[response.uid] = ("error", f"decoding failed: {one_line(err)}")
+                continue
             if response.finish_reason is not None:
                 turn.in_generator = False
                 if reason is None:
@@ -289,16 +363,21 @@ class BatchScheduler:
             if reason is None and turn.stream.cancelled:
                 reason = "cancelled"
             if reason is not None:
-                ended.append((response.uid, reason))
-        ending = {uid for uid, _ in ended}
+                ended[response.uid] = (reason, None)
         for uid, turn in self._turns.items():
-            if uid not in ending and turn.stream.cancelled:
-                ended.append((uid, "cancelled"))
-        removable = [uid for uid, _ in ended if self._turns[uid].in_generator]
+            if uid in ended:
+                continue
+            if turn.error is not None:  # its own sampler or processors failed in this step
+                ended[uid] = ("error", turn.error)
+            elif turn.stream.cancelled:
+                ended[uid] = ("cancelled", None)
+        for key in [k for k, sampler in self._samplers.items() if sampler.error]:
+            del self._samplers[key]  # its turns end now; a later turn builds a fresh one
+        removable = [uid for uid in ended if self._turns[uid].in_generator]
         if removable:
             generator.remove(removable)
-        for uid, reason in ended:
-            self._finish(self._turns.pop(uid), reason)
+        for uid, (reason, error) in ended.items():
+            self._finish(self._turns.pop(uid), reason, error)
 
     def _feed(self, turn: _Turn, token: int, logprobs: Any, now: float) -> EndReason | None:
         turn.generated += 1
@@ -312,10 +391,14 @@ class BatchScheduler:
             turn.stream.put(TokenProgress(turn.generated, turn.first_token_at - turn.started, tps))
         return turn.output.feed(token, logprobs if turn.request.logprobs is not None else None)
 
-    def _finish(self, turn: _Turn, reason: EndReason) -> None:
+    def _finish(self, turn: _Turn, reason: EndReason, error: str | None = None) -> None:
         import mlx.core as mx
 
-        messages, tool_calls = turn.output.close()
+        try:
+            messages, tool_calls = turn.output.close()
+        except Exception as err:  # the decoder failed while flushing: keep what it has
+            messages, tool_calls = tuple(turn.output.decoder.messages), ()
+            reason, error = "error", error or f"decoding failed: {one_line(err)}"
         ended = time.perf_counter()
         first = turn.first_token_at or ended
         prefill_done = turn.prefill_done or first
@@ -331,17 +414,18 @@ class BatchScheduler:
             if turn.generated > 1 and decode_time > 0 else 0.0,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
         ))
-        self._end(turn.stream, TurnEnd(reason, messages, tool_calls=tool_calls))
+        self._end(turn.stream, TurnEnd(reason, messages, tool_calls=tool_calls, error=error))
 
     def _end(self, stream: TurnStream, event: TurnEnd) -> None:
-        stream.put(event)
-        engine = self._engine
-        with engine._active_lock:
-            engine._active.discard(stream)
+        self._engine.end_turn(stream, event)
 
     def _fail_all(self, error: str) -> None:
+        """End every running turn with ``error`` and drop the generator and its samplers."""
         turns, self._turns = list(self._turns.values()), {}
         for turn in turns:
-            messages = tuple(turn.output.decoder.messages)
+            try:
+                messages = tuple(turn.output.decoder.messages)
+            except Exception:
+                messages = ()
             self._end(turn.stream, TurnEnd("error", messages, error=error))
         self._close_generator()

@@ -4,6 +4,12 @@
 ``TurnStream`` that the caller reads from any thread (blocking ``get``, non-blocking ``drain``,
 iteration, or ``result()`` for the whole reply) and can ``cancel()``; cancellation is checked
 before every token step and between prefill chunks.
+
+A turn's prompt is rendered and fitted to the context on a preparation thread (or a child
+process for costly prompts, see ``prepare.py``) before the turn reaches the generation thread.
+Whatever one turn does wrong (a prompt the tokenizer cannot take, sampling values that cannot
+sample) ends that turn with its own error; the engine's state (random state, prompt cache,
+batch) stays healthy for every other turn.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_tui.engine.context import fit_prompt
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
@@ -36,9 +41,17 @@ from harmony_tui.engine.loader import LoadedModel, load_model
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
+from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
 from harmony_tui.engine.prompt_cache import PromptCacheStore
 from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput, collect_reply
-from harmony_tui.engine.sampling import build_logits_processors, build_sampler
+from harmony_tui.engine.sampling import (
+    build_logits_processors,
+    build_sampler,
+    check_sampling,
+    one_line,
+    random_key,
+    restore_random_key,
+)
 from harmony_tui.engine.worker import generation_worker
 from harmony_tui.errors import ContextLengthExceeded, HarmonyTuiError
 
@@ -58,7 +71,8 @@ class TurnRequest:
     ``stop`` strings end the final answer (the stop string is not part of it; the turn ends with
     reason ``stop``). ``logprobs`` asks for a ``TokenLogprob`` per generated token with that many
     alternatives (0: the sampled token only; None: off). ``prompt_tokens`` replaces rendering:
-    the turn continues those raw tokens and its output is plain text on the final channel.
+    the turn continues those raw tokens and its output is plain text on the final channel; it may
+    be text, which the engine tokenizes (special tokens allowed) off the generation thread.
     """
 
     messages: Sequence[Message]
@@ -68,7 +82,7 @@ class TurnRequest:
     today: _dt.date | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
-    prompt_tokens: Sequence[int] | None = None
+    prompt_tokens: Sequence[int] | str | None = None
 
 
 class TurnStream:
@@ -179,6 +193,7 @@ class Engine:
         self._stream: Any = None
         self._closed = False
         self._batch: Any = None  # BatchScheduler, made on first submit_batched
+        self._preparer = PromptPreparer()
         self._worker.add_cancel_hook(self.cancel_all)
 
     # -- public API ---------------------------------------------------------------------------
@@ -223,10 +238,13 @@ class Engine:
     def submit(self, request: TurnRequest,
                notify: Callable[[Event], None] | None = None) -> TurnStream:
         """Queue a turn; its events arrive on the returned stream (and ``notify``, if given)."""
+        if self._closed:
+            raise RuntimeError("the engine is closed")
         stream = TurnStream(request.request_id, notify)
         with self._active_lock:
             self._active.add(stream)
-        self._put(lambda: self._run_turn(request, stream))
+        prepared = self.prepare(request, stream)
+        self._put(lambda: self._run_turn(request, stream, prepared))
         return stream
 
     def submit_batched(self, request: TurnRequest,
@@ -236,7 +254,8 @@ class Engine:
         Turns submitted here share token steps through mlx-lm's ``BatchGenerator`` when the
         model's caches can be merged; a turn with a ``seed`` (which needs the global random
         state to itself) or a model that cannot batch runs alone, in arrival order. Turns from
-        ``submit`` are queued behind the running step and run alone.
+        ``submit`` are queued behind the running step and run alone. A turn joins the batch
+        once its prompt is prepared, so a long prompt never holds up the others.
         """
         from harmony_tui.engine.batch import BatchScheduler
 
@@ -248,8 +267,14 @@ class Engine:
             if self._batch is None:
                 self._batch = BatchScheduler(self)
             batch = self._batch
-        batch.submit(request, stream)
+        prepared = self.prepare(request, stream)
+        prepared.add_done_callback(lambda _: batch.submit(request, stream, prepared))
         return stream
+
+    def prepare(self, request: TurnRequest, stream: TurnStream) -> Future[PreparedPrompt | None]:
+        """Start preparing ``request``'s prompt for the current model, off this thread."""
+        return self._preparer.submit(request, self.model,
+                                     lambda: stream.cancelled or self._closed)
 
     def stream(self, messages: Sequence[Message], setup: PromptSetup | None = None,
                params: GenerationParams | None = None, **kwargs: Any) -> TurnStream:
@@ -312,6 +337,7 @@ class Engine:
             return
         self._closed = True
         self.cancel_all()
+        self._preparer.shutdown()
         self._worker.remove_cancel_hook(self.cancel_all)
         done = threading.Event()
 
@@ -344,46 +370,103 @@ class Engine:
             raise HarmonyTuiError("no model is loaded")
         return self.model
 
-    def _run_turn(self, request: TurnRequest, stream: TurnStream) -> None:
-        try:
-            self._run_turn_guarded(request, stream)
-        finally:
-            with self._active_lock:
-                self._active.discard(stream)
+    def _run_turn(self, request: TurnRequest, stream: TurnStream,
+                  prepared: Future[PreparedPrompt | None]) -> None:
+        """Run a serial turn once its prompt is prepared; never waits for it on this thread."""
+        def resubmit(future: Future[PreparedPrompt | None]) -> None:
+            self._worker.submit(lambda: self._run_turn(request, stream, future))
 
-    def _run_turn_guarded(self, request: TurnRequest, stream: TurnStream) -> None:
-        partial: list[Any] = []
+        if not prepared.done():
+            prepared.add_done_callback(resubmit)
+            return
+        prep = self.take_prepared(request, stream, prepared, resubmit)
+        if prep is not None:
+            self.run_prepared(request, stream, prep)
+
+    def run_prepared(self, request: TurnRequest, stream: TurnStream,
+                     prep: PreparedPrompt) -> None:
+        """Run a prepared turn alone, to its end (generation thread)."""
         try:
-            self._generate(request, stream, partial)
+            self._run_turn_guarded(request, stream, prep)
+        finally:
+            self._discard(stream)
+
+    def take_prepared(self, request: TurnRequest, stream: TurnStream,
+                      prepared: Future[PreparedPrompt | None],
+                      resubmit: Callable[[Future[PreparedPrompt | None]], None],
+                      ) -> PreparedPrompt | None:
+        """The prepared prompt of a turn whose preparation is done (generation thread).
+
+        None when the turn was ended (cancelled, failed to prepare, no model) or was sent to be
+        prepared again for a model loaded since: ``resubmit(future)`` is then called when that
+        is done.
+        """
+        if stream.cancelled:
+            self.end_turn(stream, TurnEnd("cancelled"))
+            return None
+        try:
+            prep = prepared.result()
+        except HarmonyTuiError as err:
+            self.end_turn(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
+            return None
+        except BaseException as err:
+            self.end_turn(stream, TurnEnd("error", error=one_line(err)))
+            return None
+        if self.model is None:
+            self.end_turn(stream, TurnEnd("error", error="no model is loaded"))
+            return None
+        if prep is None or prep.loaded is not self.model:
+            again = self.prepare(request, stream)
+            again.add_done_callback(resubmit)
+            return None
+        return prep
+
+    def end_turn(self, stream: TurnStream, event: TurnEnd) -> None:
+        """Put the last event of a turn and forget the turn."""
+        stream.put(event)
+        self._discard(stream)
+
+    def _discard(self, stream: TurnStream) -> None:
+        with self._active_lock:
+            self._active.discard(stream)
+
+    def _run_turn_guarded(self, request: TurnRequest, stream: TurnStream,
+                          prep: PreparedPrompt) -> None:
+        partial: list[Any] = []
+        saved_key = random_key()
+        try:
+            self._generate(request, stream, prep, partial)
         except HarmonyTuiError as err:
             stream.put(TurnEnd("error", error=str(err), error_code=error_code(err)))
-        except Exception as err:  # a generation failure must never kill the thread
+        except BaseException as err:  # a generation failure must never kill the thread
+            if isinstance(err, KeyboardInterrupt | SystemExit):
+                raise
+            restore_random_key(saved_key)
             messages = tuple(partial[0].messages) if partial else ()
-            stream.put(TurnEnd("error", messages, error=f"{type(err).__name__}: {err}"))
+            stream.put(TurnEnd("error", messages, error=one_line(err)))
 
-    def _generate(self, request: TurnRequest, stream: TurnStream, partial: list[Any]) -> None:
+    def _generate(self, request: TurnRequest, stream: TurnStream, prep: PreparedPrompt,
+                  partial: list[Any]) -> None:
         """Run one turn; ``partial`` receives the decoder so an error keeps what was made."""
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
-        loaded = self._require_model()
-        if stream.cancelled:
-            stream.put(TurnEnd("cancelled"))
-            return
+        loaded = prep.loaded
         if self._stream is None:
             self._stream = mx.new_stream(mx.default_device())
         fmt, params = loaded.format, request.params
-        prompt, dropped_msgs, dropped_tokens, limit = self.prepare_prompt(request, loaded)
+        prompt, limit = prep.prompt, prep.limit
         sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
                                 if params.xtc_special_tokens is None
                                 else params.xtc_special_tokens)
         processors = build_logits_processors(params, fmt.vocab_size)
+        check_sampling(sampler, processors, fmt.vocab_size)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        if dropped_msgs:
-            stream.put(ContextTrimmed(dropped_msgs, dropped_tokens, limit))
+        if prep.dropped_messages:
+            stream.put(ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, limit))
 
         mx.reset_peak_memory()
         started = time.perf_counter()
@@ -446,25 +529,6 @@ class Engine:
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 
-    def prepare_prompt(self, request: TurnRequest,
-                       loaded: LoadedModel) -> tuple[list[int], int, int, int]:
-        """(prompt tokens, messages dropped, tokens dropped, context limit) for ``request``."""
-        params = request.params
-        limit = params.max_context_tokens or loaded.context_limit
-        if request.prompt_tokens is not None:
-            prompt = [int(t) for t in request.prompt_tokens]
-            if not prompt:
-                raise HarmonyTuiError("the prompt is empty")
-            if len(prompt) >= limit:
-                raise ContextLengthExceeded(len(prompt), limit,
-                                            "leave room for at least one generated token")
-            return prompt, 0, 0, limit
-        today = request.today or _dt.date.today()
-        prompt, dropped_msgs, dropped_tokens = fit_prompt(
-            loaded.format, request.messages, request.setup, params, limit, today
-        )
-        return prompt, dropped_msgs, dropped_tokens, limit
-
     @staticmethod
     def new_decoder(request: TurnRequest, loaded: LoadedModel, prompt: Sequence[int]) -> Any:
         """The format's decoder, or a ``RawDecoder`` for a raw-prompt turn."""
@@ -494,7 +558,9 @@ class Engine:
 
 def error_code(err: BaseException) -> str | None:
     """The API error code of an engine error (``TurnEnd.error_code``)."""
-    return "context_length_exceeded" if isinstance(err, ContextLengthExceeded) else None
+    if isinstance(err, ContextLengthExceeded):
+        return "context_length_exceeded"
+    return getattr(err, "error_code", None)
 
 
 def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: Any,

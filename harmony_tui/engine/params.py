@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harmony_tui.errors import short_repr
 
 ReasoningEffort = Literal["low", "medium", "high"]
+MAX_INT32 = 2**31 - 1  # MLX indexes with 32-bit integers
+MAX_SEED = 2**64 - 1  # MLX seeds are unsigned 64-bit
 
 
 def _extra(step: float | int | None = None, cli: bool = True) -> dict[str, Any]:
@@ -63,7 +65,7 @@ class GenerationParams(BaseModel):
         description="Divide the logits of recently seen tokens by this (1 disables).",
     )
     repetition_context_size: int = Field(
-        20, ge=1, json_schema_extra=_extra(1),
+        20, ge=1, le=MAX_INT32, json_schema_extra=_extra(1),
         description="How many recent tokens the repetition penalty looks at.",
     )
     presence_penalty: float = Field(
@@ -87,13 +89,21 @@ class GenerationParams(BaseModel):
         description="Context window; the oldest turns are dropped to fit (default: the model's).",
     )
     seed: int | None = Field(
-        None, ge=0, json_schema_extra=_extra(1),
+        None, ge=0, le=MAX_SEED, json_schema_extra=_extra(1),
         description="Random seed for reproducible sampling (none: random).",
     )
     reasoning_effort: ReasoningEffort = Field(
         "medium", json_schema_extra=_extra(None),
         description="How much the model should think (GPT-OSS): low, medium or high.",
     )
+
+    @field_validator("xtc_special_tokens")
+    @classmethod
+    def _token_ids(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        bad = next((t for t in value or () if t < 0), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} must be >= 0")
+        return value
 
     @field_validator("logit_bias")
     @classmethod

@@ -160,8 +160,10 @@ def build_router(ctx: ServerContext) -> APIRouter:
     return router
 
 
-def prompt_tokens(prompt: Any, fmt: Any) -> list[int]:
-    """The token ids of a completion prompt (text, one-element list, or token ids)."""
+def prompt_tokens(prompt: Any, fmt: Any) -> list[int] | str:
+    """A completion prompt (text, one-element list, or token ids) as token ids, or as text
+    for the engine to tokenize: never here, on the event loop, where a long prompt would stop
+    every request (see ``engine/prepare.py``)."""
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], list):
         if len(prompt) != 1:
             raise APIError(400, "prompt: only one prompt per request is supported",
@@ -173,13 +175,14 @@ def prompt_tokens(prompt: Any, fmt: Any) -> list[int]:
                            param="prompt")
         prompt = prompt[0]
     if isinstance(prompt, str):
-        tokens = fmt.encode(prompt)
-    else:
-        tokens = list(prompt)
-        bad = next((t for t in tokens if not 0 <= t < fmt.vocab_size), None)
-        if bad is not None:
-            raise APIError(400, f"prompt: token id {bad} is outside the vocabulary "
-                           f"(0 to {fmt.vocab_size - 1})", param="prompt")
+        if not prompt:
+            raise APIError(400, "prompt: the prompt is empty", param="prompt")
+        return prompt
+    tokens = list(prompt)
+    bad = next((t for t in tokens if not 0 <= t < fmt.vocab_size), None)
+    if bad is not None:
+        raise APIError(400, f"prompt: token id {bad} is outside the vocabulary "
+                       f"(0 to {fmt.vocab_size - 1})", param="prompt")
     if not tokens:
         raise APIError(400, "prompt: the prompt is empty", param="prompt")
     return tokens

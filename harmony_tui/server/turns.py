@@ -65,18 +65,26 @@ class AsyncTurn:
         self._ready.set()
 
     async def batches(self, poll: float | None = None) -> AsyncIterator[list[Event]]:
-        """Lists of events until ``TurnEnd``; an empty list every ``poll`` idle seconds."""
+        """Lists of events until ``TurnEnd``; with ``poll``, also an empty list at least every
+        ``poll`` seconds, busy or idle, so a reader can check on its client (a non-streamed
+        request whose client left is cancelled within ``poll`` seconds, even while tokens
+        keep coming)."""
+        loop = asyncio.get_running_loop()
+        next_poll = None if poll is None else loop.time() + poll
         while not self.ended:
+            if next_poll is not None and loop.time() >= next_poll:
+                next_poll = loop.time() + poll  # type: ignore[operator]
+                yield []
             self._ready.clear()
             events = self.stream.drain()
             if not events:
-                if poll is None:
+                if next_poll is None:
                     await self._ready.wait()
                     continue
                 try:
-                    await asyncio.wait_for(self._ready.wait(), poll)
+                    await asyncio.wait_for(self._ready.wait(), max(next_poll - loop.time(), 0))
                 except TimeoutError:
-                    yield []
+                    pass
                 continue
             if isinstance(events[-1], TurnEnd) or any(isinstance(e, TurnEnd) for e in events):
                 self.ended = True
@@ -110,5 +118,7 @@ def raise_for_start(events: list[Event]) -> None:
     if end.error == "no model is loaded":
         raise APIError(503, "no model is loaded yet; retry when /health reports a model",
                        code="model_not_loaded")
+    if end.error_code == "invalid_request":  # the engine refused this request's own input
+        raise APIError(400, end.error or "the request cannot be generated", type=None)
     raise APIError(400 if end.error and "outside the vocabulary" in end.error else 500,
                    f"generation failed: {end.error}", type=None)
