@@ -938,7 +938,8 @@ class HarmonyApp(App[None]):
             cors_origins=options.cors_origins if options else (),
             on_request=lambda record: self.post_message(ApiRequest(record)),
             setup=setup, params=self.params, models_dir=self.models_dir, tools=tools,
-            max_body_bytes=options.max_body_bytes if options else None)
+            max_body_bytes=options.max_body_bytes if options else None,
+            insecure=options.insecure if options else False)
         try:
             await asyncio.to_thread(server.start)
         except Exception as err:
