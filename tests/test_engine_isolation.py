@@ -255,6 +255,17 @@ def test_a_costly_prompt_never_stalls_the_running_turns(demo_engine):
     assert_healthy(demo_engine)
 
 
+def test_prompts_waiting_for_a_child_process_never_hold_up_ordinary_ones(demo_engine):
+    huge = [demo_engine.submit_batched(hello(text="ab" * 500_000))
+            for _ in range(prepare_module.PREPARE_THREADS)]
+    small = demo_engine.submit_batched(hello(GREEDY.updated(max_tokens=2)))
+    end = end_of(small, timeout=30)
+    assert end.reason == "length" and not any(h.ended for h in huge)
+    for stream in huge:
+        assert_one_line(end_of(stream), "has a run of 1000000 bytes")
+    assert_healthy(demo_engine)
+
+
 def test_turns_submitted_while_the_model_loads_are_prepared_for_it(tiny_gpt_oss):
     # A turn is prepared off the generation thread when it is submitted; one submitted before
     # its model finished loading is prepared again for that model when it reaches the thread.

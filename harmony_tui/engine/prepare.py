@@ -86,10 +86,15 @@ class PreparedPrompt:
 
 
 class PromptPreparer:
-    """Prepares turns on a small pool of threads (never the generation thread)."""
+    """Prepares turns on a small pool of threads (never the generation thread).
+
+    Prompts that go to a child process wait for it on a second pool, so a few huge prompts
+    never hold up the preparation of ordinary ones.
+    """
 
     def __init__(self, threads: int = PREPARE_THREADS) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="harmony-prepare")
+        self._children = ThreadPoolExecutor(threads, thread_name_prefix="harmony-prepare-child")
 
     def submit(self, request: TurnRequest, loaded: LoadedModel | None,
                cancelled: Callable[[], bool]) -> Future[PreparedPrompt | None]:
@@ -97,25 +102,46 @@ class PromptPreparer:
         the turn's error. ``cancelled()`` is polled while a child process renders."""
         future: Future[PreparedPrompt | None] = Future()
 
-        def job() -> None:
+        def run() -> None:
             try:
                 result = None if loaded is None else prepare(request, loaded, cancelled)
             except BaseException as err:  # PanicException is a BaseException
                 future.set_exception(err if isinstance(err, Exception) else PromptRefused(
                     f"the prompt could not be tokenized: {one_line(err)}"))
-                if isinstance(err, KeyboardInterrupt | SystemExit):
-                    raise
                 return
             future.set_result(result)
 
+        def route() -> None:
+            try:
+                if loaded is not None and needs_child(request, loaded.format):
+                    self._children.submit(run)
+                    return
+            except BaseException as err:
+                future.set_exception(err if isinstance(err, Exception) else
+                                     RuntimeError(one_line(err)))
+                return
+            run()
+
         try:
-            self._pool.submit(job)
-        except RuntimeError as err:  # the interpreter is shutting down
+            self._pool.submit(route)
+        except RuntimeError as err:  # shut down (the engine closed, or the interpreter exits)
             future.set_exception(err)
         return future
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=False)
+        self._children.shutdown(wait=False, cancel_futures=False)
+
+
+def needs_child(request: TurnRequest, fmt: Any) -> bool:
+    """Whether ``request``'s prompt is rendered in a child process (see the module
+    docstring)."""
+    if fmt.name != "harmony":
+        return False
+    raw = request.prompt_tokens
+    if raw is not None:
+        return isinstance(raw, str) and not _cheap([raw])
+    return not _cheap([m.content for m in request.messages] + _setup_texts(request))
 
 
 def prepare(request: TurnRequest, loaded: LoadedModel,
@@ -139,8 +165,7 @@ def prepare(request: TurnRequest, loaded: LoadedModel,
                                         "leave room for at least one generated token")
         return PreparedPrompt(loaded, prompt, 0, 0, limit)
     messages, today = list(request.messages), request.today or _dt.date.today()
-    texts = [m.content for m in messages] + _setup_texts(request)
-    if fmt.name == "harmony" and not _cheap(texts):
+    if needs_child(request, fmt):
         prompt, dropped_msgs, dropped_tokens = in_child(
             ("fit", MAX_RUN_BYTES, messages, request.setup, params, limit, today), cancelled)
     else:
