@@ -180,3 +180,30 @@ async def test_app_says_when_there_is_no_answer(params, note):
         assert widget.notes == [note]
         assert [m.channel for m in app.session.messages if m.role == "assistant"] == [
             "analysis"]
+
+
+def test_responses_api_says_when_there_is_no_answer(client):
+    cut = client.responses.create(model="demo", input=HELLO.prompt, temperature=0,
+                                  max_output_tokens=CUT_IN_HEADER)
+    assert cut.model_extra["no_answer"] == (
+        "the token limit was reached before the model wrote an answer")
+    assert [item.type for item in cut.output] == ["reasoning"]  # the reasoning is kept
+    answered = client.responses.create(model="demo", input=HELLO.prompt, temperature=0)
+    assert answered.output_text == HELLO.final
+    assert (answered.model_extra or {}).get("no_answer") is None
+
+
+def test_responses_input_renders_calls_as_the_chat_api_does():
+    from harmony_tui.server.mapping import call_message
+    from harmony_tui.server.responses_api import input_messages
+    from harmony_tui.server.schemas import ResponsesRequest
+
+    body = ResponsesRequest.model_validate({"model": "demo", "input": [
+        {"role": "user", "content": "Compute."},
+        {"type": "function_call", "name": "python", "call_id": "c1", "arguments": "print(1)"},
+        {"type": "function_call_output", "call_id": "c1", "output": "1"},
+    ]})
+    call, result = input_messages(body)[1:]
+    assert call == call_message("c1", "python", "print(1)")  # the chat API's rendering
+    assert (call.recipient, call.channel, call.content_type) == ("python", "analysis", "code")
+    assert (result.name, result.channel) == ("python", "analysis")

@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from harmony_tui.engine.engine import TurnRequest
 from harmony_tui.engine.events import Event, MessageDone, Stats, TextDelta, TurnEnd, TurnStart
 from harmony_tui.engine.messages import Message
+from harmony_tui.engine.reply import missing_answer
 from harmony_tui.server.chat import ERRORS, STREAM_DOC, STREAM_FAILED, end_error
 from harmony_tui.server.context import (
     SSE_HEADERS,
@@ -32,10 +33,10 @@ from harmony_tui.server.context import (
 from harmony_tui.server.context import StrictJSONResponse as JSONResponse
 from harmony_tui.server.errors import APIError, log
 from harmony_tui.server.mapping import (
-    JSON_CONTENT,
+    call_message,
     function_tools,
     generation_params,
-    recipient_for,
+    remember_call,
     stop_strings,
     tool_name,
 )
@@ -74,6 +75,7 @@ def input_messages(body: ResponsesRequest) -> list[Message]:
         out.append(Message("user", body.input))
         return out
     calls: dict[str, tuple[str, str]] = {}
+    declared = {tool.name for tool in body.tools or ()}
     for index, item in enumerate(body.input):
         where = f"input[{index}]"
         kind = item.get("type", "message")
@@ -96,11 +98,11 @@ def input_messages(body: ResponsesRequest) -> list[Message]:
             if not isinstance(name, str) or not isinstance(call_id, str):
                 raise APIError(400, f"{where}: a function_call needs name and call_id",
                                param=where)
-            recipient, channel = recipient_for(name)
-            calls[call_id] = (recipient, channel)
-            out.append(Message("assistant", str(item.get("arguments", "")), channel=channel,
-                               recipient=recipient,
-                               content_type=JSON_CONTENT if channel == "commentary" else None))
+            # rendered as the model wrote it (remembered) or would write it, as on the chat API
+            call = call_message(call_id, name, str(item.get("arguments", "")), declared)
+            assert call.recipient is not None and call.channel is not None
+            calls[call_id] = (call.recipient, call.channel)
+            out.append(call)
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if call_id not in calls:
@@ -211,6 +213,10 @@ class ResponseBuilder:
                 out.append(self._event("response.reasoning_text.done", item_id=item.id,
                                        output_index=item.index, content_index=0, text=text))
             else:
+                message = event.message
+                if message.recipient and message.channel:  # so a later input renders the same
+                    remember_call(item.call_id, message.recipient, message.channel,
+                                  message.content_type)
                 out.append(self._event("response.function_call_arguments.done",
                                        item_id=item.id, output_index=item.index, name=item.name,
                                        arguments=text))
@@ -231,6 +237,9 @@ class ResponseBuilder:
                 "output": [item.body(True) for item in self.items if item is not self.open],
                 "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
                 "error": None, "usage": None}
+        missing = self.no_answer
+        if missing and status != "in_progress":
+            body["no_answer"] = missing
         if stats is not None and status != "in_progress":
             body["usage"] = {
                 "input_tokens": stats.prompt_tokens,
@@ -239,6 +248,16 @@ class ResponseBuilder:
                 "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": stats.prompt_tokens + stats.generation_tokens}
         return body
+
+
+    @property
+    def no_answer(self) -> str | None:
+        """Why the turn has no answer (no output text, no function call), or None."""
+        if self.end is None:
+            return None
+        kinds = {item.kind for item in self.items if "".join(item.text).strip()}
+        return missing_answer(self.end.reason, bool(kinds & {"message", "function_call"}),
+                              "reasoning" in kinds)
 
 
 def build_responses_router(ctx: ServerContext) -> APIRouter:

@@ -417,3 +417,6 @@ class ResponseObject(_Open):
     model: str
     output: list[dict[str, Any]]
     usage: dict[str, Any] | None = None
+    no_answer: str | None = Field(
+        None, description="harmony-tui: set when the turn ended without an answer (no output "
+        "text, no function call), e.g. after reasoning only; says why in one line")
