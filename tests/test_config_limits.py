@@ -60,7 +60,7 @@ def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
     ("deep.json", '{"placeholders": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     ("deep.yaml", "placeholders: " + "[" * 100_000 + "]" * 100_000 + "\n"),
     ("deep2.json", '{"a": ' + "[" * 70 + "]" * 70 + "}"),
-])
+], ids=["json-100000", "yaml-100000", "json-70"])
 def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, name: str,
                                                         text: str) -> None:
     path = write(tmp_path, name, text)
