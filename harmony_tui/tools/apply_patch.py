@@ -236,7 +236,11 @@ def _resolve(raw: str, root: Path, role: str) -> _Resolved:
         raise PatchError(f"{role} {raw}: the path leads outside the workspace")
     display = Path(normal).as_posix()
     path = root / normal
-    parent, real = path.parent.resolve(), path.resolve()
+    try:
+        parent, real = path.parent.resolve(), path.resolve()
+    except OSError as err:  # a folder on the path was replaced while we looked (a race)
+        raise PatchError(f"{role} {display}: the path changed while it was checked "
+                         f"({err.strerror or err}); nothing was applied") from None
     for where in (parent, real):
         if where != root and not where.is_relative_to(root):
             raise PatchError(
