@@ -13,13 +13,20 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
 
 from harmony_tui import __version__
+from harmony_tui.config.command_line import (
+    PROG,
+    OneLineParser,
+    add_model_flags,
+    add_sampling_flags,
+    flag,
+    resolve_and_lock_chat,
+    resolve_settings,
+)
 from harmony_tui.errors import HarmonyTuiError
 from harmony_tui.exit_signals import Terminated, quiet_lost_output
-
-PROG = "harmony-tui"
+from harmony_tui.progress import ProgressPrinter
 
 
 class UsageError(HarmonyTuiError):
@@ -27,73 +34,6 @@ class UsageError(HarmonyTuiError):
 
 
 # -- arguments ----------------------------------------------------------------------------------
-
-
-def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
-    """The generation flags shared by every command, generated from ``GenerationParams``.
-
-    Defaults are suppressed so a flag given before the command survives the sub-parser.
-    """
-    from harmony_tui.engine.params import cli_fields
-
-    group = parser.add_argument_group("generation settings")
-    for name, info in cli_fields().items():
-        flag = "--" + name.replace("_", "-")
-        choices = None
-        kind: Any = info.annotation
-        args = [a for a in get_args(kind) if a is not type(None)]
-        if args and all(isinstance(a, str) for a in args):
-            choices, kind = args, str
-        elif args:
-            kind = args[0]
-        if name == "reasoning_effort":
-            choices, kind = ["low", "medium", "high"], str
-        default = info.default
-        help_text = f"{info.description} (default: {default if default is not None else 'none'})"
-        group.add_argument(flag, dest=name, type=kind, choices=choices, default=argparse.SUPPRESS,
-                           metavar=None if choices else kind.__name__.upper(), help=help_text)
-
-
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", default=argparse.SUPPRESS,
-                        help="a model folder, a Hugging Face repo id (owner/name) or 'demo' "
-                        "(default: demo)")
-    parser.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS,
-                        help="folder searched for model names (default: ./models)")
-    parser.add_argument("--prompt-config", type=Path, default=argparse.SUPPRESS, metavar="FILE",
-                        help="JSON or YAML prompt config (instructions, identity, settings)")
-    parser.add_argument("--profile", default=argparse.SUPPRESS, metavar="NAME",
-                        help="a profile (model + prompt config) from the profiles file")
-    parser.add_argument("--profiles-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
-                        help="profiles file (default: profiles.yaml in the config dir)")
-    parser.add_argument("--chat", type=chat_arg, default=argparse.SUPPRESS, metavar="NAME",
-                        help="create or resume the saved chat chats_dir/NAME.json")
-    tools = parser.add_argument_group("tools")
-    tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model run Python code (in a separate process)")
-    tools.add_argument("--browser", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model search and read the web")
-    tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model edit files under the current folder")
-
-
-def chat_arg(value: str) -> str:
-    """``--chat``: a plain file name (no folders, control characters, over-long names)."""
-    from harmony_tui.errors import ChatFileError
-    from harmony_tui.sessions.store import chat_name
-
-    try:
-        chat_name(value, "name")
-    except ChatFileError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return value
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line (no usage dump), exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,79 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _merged(args: argparse.Namespace, name: str) -> Any:
-    """A flag given before or after the command (the later one wins)."""
-    return getattr(args, name, None)
-
-
 # -- commands ----------------------------------------------------------------------------------
-
-
-class ProgressPrinter:
-    """Progress lines on stderr: one updating line on a terminal, sparse lines otherwise."""
-
-    def __init__(self) -> None:
-        self._tty = sys.stderr.isatty()
-        self._last = ""
-        self._last_bucket = -1
-
-    def __call__(self, message: str, fraction: float | None) -> None:
-        if self._tty:
-            sys.stderr.write("\r\033[K" + message)
-            sys.stderr.flush()
-            self._last = message
-            return
-        bucket = -1 if fraction is None else int(fraction * 20)
-        head = message.split(":")[0]
-        if head != self._last or bucket != self._last_bucket:
-            sys.stderr.write(message + "\n")
-            sys.stderr.flush()
-            self._last, self._last_bucket = head, bucket
-
-    def done(self) -> None:
-        if self._tty and self._last:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self._last = ""
-
-
-def resolve_settings(args: argparse.Namespace, *, warn: bool = True, read_chat: bool = True):
-    """The run's settings: command line > resumed chat > profile > prompt config > user config
-    > defaults. Warnings go to stderr."""
-    from harmony_tui.config.settings import Choices, resolve
-    from harmony_tui.config.user_config import load_user_config
-    from harmony_tui.engine.params import cli_fields
-
-    user, warnings = load_user_config()
-    choices = Choices(
-        model=_merged(args, "model"), models_dir=_merged(args, "models_dir"),
-        profile=_merged(args, "profile"), profiles_file=_merged(args, "profiles_file"),
-        prompt_config=_merged(args, "prompt_config"), chat=_merged(args, "chat"),
-        params={name: _merged(args, name) for name in cli_fields()})
-    settings = resolve(choices, user, read_existing_chat=read_chat)
-    if warn:
-        for warning in warnings + settings.warnings:
-            print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    return settings
-
-
-def resolve_and_lock_chat(args: argparse.Namespace):
-    """The run's settings and the lock of its ``--chat`` file (None without ``--chat``).
-
-    The chat is read only once this process holds its lock, so no other process can write it
-    in between. Raises ``ChatLockedError`` when another process has the chat open.
-    """
-    from harmony_tui.sessions.lock import ChatLock
-
-    settings = resolve_settings(args, read_chat=False)
-    if settings.chat_path is None:
-        return settings, None
-    lock = ChatLock.acquire(settings.chat_path)
-    try:
-        return resolve_settings(args, warn=False), lock
-    except BaseException:
-        lock.release()
-        raise
 
 
 def read_prompt(value: str) -> str:
@@ -255,7 +123,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def tool_flags(args: argparse.Namespace) -> set[str]:
-    return {name for name in ("python", "browser", "apply_patch") if _merged(args, name)}
+    return {name for name in ("python", "browser", "apply_patch") if flag(args, name)}
 
 
 def cmd_migrate_chat(args: argparse.Namespace) -> int:

@@ -10,27 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from typing import Any, TextIO
 
 from harmony_tui.config.placeholders import Clock, expander
 from harmony_tui.config.settings import Settings
-from harmony_tui.engine.events import (
-    Event,
-    MessageDone,
-    ParseIssue,
-    Stats,
-    TextDelta,
-    ToolCall,
-    TurnEnd,
+from harmony_tui.conversation import (
+    Conversation,
+    LocalCalls,
+    ToolFinished,
+    ToolLimitReached,
+    ToolOff,
+    TurnFinished,
 )
-from harmony_tui.engine.reply import collect_reply
-from harmony_tui.errors import HarmonyTuiError
-from harmony_tui.exit_signals import RaiseOnExitSignals, Terminated
+from harmony_tui.engine.events import Event, MessageDone, ParseIssue, TextDelta, ToolCall
+from harmony_tui.exit_signals import Terminated
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.text_safety import json_terminal_safe, terminal_safe
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
-from harmony_tui.tools.toolset import Decision, ToolOutcome, ToolSet, tool_calls_json
+from harmony_tui.tools.toolset import Decision, ToolSet, tool_calls_json
 
 NO_ANSWER = 3  # exit status: the model wrote no answer (only reasoning, or the limit came first)
 
@@ -48,6 +47,7 @@ class Printer:
         self.clean_answer = bool(isatty and isatty())
         self.thinking_open = False
         self.wrote_final = False
+        self.last_final = ""  # the last piece of the answer written (does it end a line?)
 
     def _close_thinking(self) -> None:
         if self.thinking_open:
@@ -62,6 +62,7 @@ class Printer:
                 self.out.write(terminal_safe(event.text) if self.clean_answer else event.text)
                 self.out.flush()
                 self.wrote_final = True
+                self.last_final = event.text
             elif event.channel != "final" and self.show_thinking:
                 if not self.thinking_open:
                     self.err.write(f"[{event.channel}] ")
@@ -77,13 +78,24 @@ class Printer:
             self._close_thinking()
             self.err.write(f"[format] {terminal_safe(event.detail)}\n")
 
-    def tool_result(self, outcome: ToolOutcome) -> None:
+        elif isinstance(event, ToolFinished):
+            self.tool_result(event)
+        elif isinstance(event, ToolOff) and not self.json_mode:
+            self._close_thinking()
+            self.err.write(f"[tool off] {terminal_safe(event.call.recipient)}: not run "
+                           f"({event.hint})\n")
+        elif isinstance(event, ToolLimitReached) and not self.json_mode:
+            self._close_thinking()
+            self.err.write(f"[tool limit] stopped after {event.limit} tool calls "
+                           "(max_calls_per_turn)\n")
+
+    def tool_result(self, event: ToolFinished) -> None:
         if self.json_mode:
             return
-        status = "error" if outcome.result.is_error else "result"
-        text = terminal_safe(outcome.result.text)  # no escape sequence reaches the terminal
+        status = "result" if event.status == "done" else event.status
+        text = terminal_safe(event.text)  # no escape sequence reaches the terminal
         shown = text if len(text) <= 2000 else text[:2000] + f"… ({len(text)} characters)"
-        self.err.write(f"[tool {status}] {outcome.invocation.recipient}: {shown}\n")
+        self.err.write(f"[tool {status}] {event.call.recipient}: {shown}\n")
         self.err.flush()
 
     def end(self) -> None:
@@ -97,18 +109,37 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     generation failed, 3 (``NO_ANSWER``) the model wrote no answer, said on standard error.
 
     ``lock`` is the ``--chat`` file's lock, taken before the chat was read. A chat that cannot
-    be saved raises ``ChatSaveError`` (exit 2; the file on disk stays as it was)."""
+    be saved raises ``ChatSaveError`` (exit 2; the file on disk stays as it was). Ctrl+C,
+    SIGTERM and SIGHUP stop the turn, save it (marked stopped) and raise ``KeyboardInterrupt``
+    or ``Terminated``.
+    """
     from harmony_tui.engine.engine import Engine
-    from harmony_tui.logs import configure_file_log, logger
+    from harmony_tui.logs import configure_file_log
 
     configure_file_log(settings.logs_dir)
+    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
+    if progress is not None:
+        progress.done()
+    try:
+        return asyncio.run(_generate(engine, settings, prompt, json_mode=json_mode,
+                                     show_thinking=show_thinking, flagged=flagged, prog=prog,
+                                     lock=lock))
+    finally:
+        engine.close()
+
+
+async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: bool,
+                    show_thinking: bool, flagged: set[str], prog: str, lock: Any) -> int:
+    from harmony_tui.engine.engine import TurnRequest
+    from harmony_tui.logs import logger
+
     clock = Clock.from_env(settings.prompt.fixed_time)
     expand = expander(settings.prompt.placeholders, clock)
     tools_config = settings.prompt.tools.with_flags(
         python="python" in flagged, browser="browser" in flagged,
         apply_patch="apply_patch" in flagged)
     toolset = ToolSet(tools_config)
-    toolset.start()
+    await toolset.astart()
     for error in toolset.errors:
         print(f"{prog}: warning: {error}", file=sys.stderr)
     session = open_session(settings, lock)
@@ -123,141 +154,113 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
               f"enable it with --{namespace.replace('_', '-')} to run it here)", file=sys.stderr)
         return "deny"
 
-    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
-    if progress is not None:
-        progress.done()
-    outcomes: list[ToolOutcome] = []
-    all_events: list[Event] = []
-    runner = asyncio.Runner()
-    # SIGTERM and SIGHUP (the terminal closed) save the partial turn, as Ctrl+C does.
-    signals = RaiseOnExitSignals()
+    conversation = Conversation(engine.submit, session, toolset, approver=approver,
+                                policy=LocalCalls(toolset, "the {tool} tool is off; run it "
+                                                  "with {flag}"))
+    stopper = _Stopper(conversation)
+    finished: TurnFinished | None = None
+    analysis: list[str] = []
     try:
         session.add_user(expand(prompt))
-        calls = 0
-        while True:
-            setup = toolset.declare(settings.prompt.setup(expand))
-            recorder = session.begin_turn(settings.model,
-                                          settings.params.model_dump(mode="json"))
-            events: list[Event] = []
-            stream = engine.stream(session.messages, setup, settings.params,
-                                   today=clock.today())
+        request = TurnRequest(session.messages, toolset.declare(settings.prompt.setup(expand)),
+                              settings.params, today=clock.today())
+        turn = conversation.run_turn(request, model=settings.model,
+                                     record_params=settings.params.model_dump(mode="json"))
+        async with stopper.installed():
             try:
-                for event in stream:
-                    events.append(event)
-                    printer.event(event)
-                    if isinstance(event, MessageDone):
-                        recorder.add(event.message)
-                    elif isinstance(event, TurnEnd):
-                        stats = next((e for e in events if isinstance(e, Stats)), None)
-                        recorder.finish(list(event.messages),
-                                        stats.to_dict() if stats else None, event.reason)
-                        logger.info("generate: turn ended: %s %s", event.reason,
-                                    stats.to_dict() if stats else "")
-                        break
-            except BaseException:  # Ctrl+C, SIGTERM, SIGHUP, output gone...: save, then stop
-                with signals.held():
-                    save_partial(stream, recorder, events)
+                async for events in turn:
+                    for event in events:
+                        if isinstance(event, TurnFinished):
+                            finished = event
+                        elif isinstance(event, MessageDone) and event.message.channel == \
+                                "analysis" and not event.message.recipient:
+                            analysis.append(event.message.content)
+                        printer.event(event)
+            except Exception:  # the output is gone (terminal closed ...): save, then stop
+                await conversation.finish_unread(turn, stopper.timeout)
                 raise
-            all_events.extend(events)
-            end = events[-1] if events and isinstance(events[-1], TurnEnd) else None
-            if end is None or end.reason != "call" or not end.tool_calls or not toolset.enabled:
-                break
-            for call in end.tool_calls:
-                calls += 1
-                invocation = ToolInvocation(call.recipient, call.arguments, call.call_id,
-                                            session.log.chat_id)
-                outcome = toolset.limit_outcome(invocation, call.channel) \
-                    if calls > toolset.max_calls else runner.run(
-                        toolset.handle(invocation, approver, call.channel))
-                outcomes.append(outcome)
-                logger.info("generate: tool %s %s (%s)", call.recipient, "failed" if
-                            outcome.result.is_error else "answered", outcome.decision)
-                printer.tool_result(outcome)
-                session.add_tool_result(outcome.message, call.call_id, outcome.result.is_error)
-            if calls > toolset.max_calls + 1:
-                break
-        printer.end()
-        reply = collect_reply(events)
-        if json_mode:
-            data = reply.to_json()
-            done = {o.invocation.call_id for o in outcomes}
-            data["tool_calls"] = tool_calls_json(outcomes) + [
-                {"recipient": c.recipient, "arguments": c.parsed if c.parsed is not None
-                 else c.arguments, "result": None}
-                for c in reply.tool_calls if c.call_id not in done]
-            data["analysis"] = "\n\n".join(
-                e.message.content for e in all_events if isinstance(e, MessageDone)
-                and e.message.channel == "analysis" and not e.message.recipient)
-            data["final"] = toolset.render_citations(reply.final, session.log.chat_id) \
-                if toolset.browser is not None else reply.final
-            sys.stdout.write(json_terminal_safe(json.dumps(data, ensure_ascii=False)) + "\n")
-        elif printer.wrote_final and not reply.final.endswith("\n"):
-            sys.stdout.write("\n")
-        sys.stdout.flush()
-        if reply.reason == "error":
-            print(f"{prog}: error: generation failed: {reply.error}", file=sys.stderr)
-            return 1
-        if reply.no_answer:
-            hint = "" if show_thinking or json_mode else "; --show-thinking shows its reasoning"
-            print(f"{prog}: no answer: {reply.no_answer}{hint}", file=sys.stderr)
-            return NO_ANSWER
-        return 0
-    except (KeyboardInterrupt, Terminated):
-        # stopped while a tool ran: mark the saved call (a chat that cannot be saved: the stop
-        # is what is reported)
-        with contextlib.suppress(OSError, HarmonyTuiError):
-            session.mark_stopped()
+    except asyncio.CancelledError:
+        stopper.raise_if_stopped()
         raise
     finally:
-        signals.restore()
-        runner.run(toolset.aclose())
-        runner.close()
-        engine.close()
+        await toolset.aclose()
+    stopper.raise_if_stopped()
+    assert finished is not None
+    printer.end()
+    stats = finished.stats
+    logger.info("generate: turn ended: %s %s", finished.reason, stats.to_dict() if stats else "")
+    end = finished.end
+    if json_mode:
+        reply = {
+            "final": finished.answer,
+            "analysis": "\n\n".join(analysis),
+            "tool_calls": tool_calls_json(list(finished.outcomes)) + [
+                {"recipient": c.recipient, "arguments": c.parsed if c.parsed is not None
+                 else c.arguments, "result": None} for c in end.tool_calls],
+            "stats": stats.to_dict() if stats else None,
+            "finish_reason": end.reason,
+            "no_answer": finished.no_answer,
+            "error": end.error,
+        }
+        sys.stdout.write(json_terminal_safe(json.dumps(reply, ensure_ascii=False)) + "\n")
+    elif printer.wrote_final and not printer.last_final.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if end.reason == "error":
+        print(f"{prog}: error: generation failed: {end.error}", file=sys.stderr)
+        return 1
+    if finished.no_answer:
+        hint = "" if show_thinking or json_mode else "; --show-thinking shows its reasoning"
+        print(f"{prog}: no answer: {finished.no_answer}{hint}", file=sys.stderr)
+        return NO_ANSWER
+    return 0
 
 
-def save_partial(stream: Any, recorder: Any, seen: list[Event] | None = None,
-                 timeout: float = 5.0) -> None:
-    """Ctrl+C, SIGTERM, SIGHUP: stop the turn and save what it produced (marked cancelled).
+class _Stopper:
+    """Ctrl+C, SIGTERM and SIGHUP stop the turn; it is saved (waiting up to ``timeout`` s for
+    the engine, then keeping what arrived), and the signal is raised once the turn is over."""
 
-    If the engine does not hand the turn back within ``timeout`` seconds, the text already
-    received (``seen`` and whatever is queued) is saved instead.
-    """
-    import time
+    def __init__(self, conversation: Conversation, timeout: float = 5.0) -> None:
+        self.conversation = conversation
+        self.timeout = timeout
+        self.signal: int | None = None
+        self._reader: asyncio.Task | None = None
+        self._saver: asyncio.Future | None = None
 
-    from harmony_tui.engine.messages import Message
-
-    stream.cancel()
-    events = list(seen or [])
-    if any(isinstance(event, TurnEnd) for event in events):
-        return  # the turn had ended: its messages are saved
-    stats = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    @contextlib.asynccontextmanager
+    async def installed(self) -> Any:
+        loop = asyncio.get_running_loop()
+        self._reader = asyncio.current_task()
+        numbers = [n for n in (signal.SIGINT, getattr(signal, "SIGTERM", None),
+                               getattr(signal, "SIGHUP", None)) if n is not None]
+        for number in numbers:
+            loop.add_signal_handler(number, self._on_signal, number)
         try:
-            event = stream.get(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:
-            break
-        events.append(event)
-        if isinstance(event, MessageDone):
-            recorder.add(event.message)
-        elif isinstance(event, Stats):
-            stats = event.to_dict()
-        elif isinstance(event, TurnEnd):
-            recorder.finish(list(event.messages), stats, "cancelled")
+            yield
+        finally:
+            for number in numbers:
+                loop.remove_signal_handler(number)
+            if self._saver is not None and not self._saver.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._saver
+
+    def _on_signal(self, number: int) -> None:
+        if self.signal is not None:
             return
-    # No answer from the engine: save the text of the message it was writing, as received.
-    pending: list[tuple[str, str]] = []
-    for event in events:
-        if isinstance(event, MessageDone):
-            pending = []
-        elif isinstance(event, TextDelta) and event.recipient is None:
-            if pending and pending[-1][0] == event.channel:
-                pending[-1] = (event.channel, pending[-1][1] + event.text)
-            else:
-                pending.append((event.channel, event.text))
-    recorder.finish([*recorder.added_messages, *(Message("assistant", text, channel=channel)
-                                                 for channel, text in pending)],
-                    stats, "cancelled")
+        self.signal = number
+        self._saver = asyncio.ensure_future(self._stop_and_save())
+
+    async def _stop_and_save(self) -> None:
+        reader = self._reader
+        await self.conversation.stop_and_save(self.timeout)
+        if reader is not None and not reader.done():
+            reader.cancel()  # saved without the engine's answer: stop waiting for it
+
+    def raise_if_stopped(self) -> None:
+        if self.signal == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signal is not None:
+            raise Terminated(self.signal)
 
 
 def open_session(settings: Settings, lock: Any = None) -> ChatSession:

@@ -140,6 +140,9 @@ async def test_escape_stops_within_a_token_and_keeps_the_partial_answer(tiny_gpt
     app = make_app(str(tiny_gpt_oss), params=endless(1))
     async with app.run_test(size=WIDE) as pilot:
         await start_streaming(pilot)
+        # generating starts with the first token; the answer may show a step later
+        widget = app.turn.widget
+        await wait_for(pilot, lambda: widget.answer, what="answer text on screen")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.turn is None, what="the stop")
         widget = app.conversation.last_assistant()

@@ -166,30 +166,33 @@ async def test_quit_saves_what_was_streamed_when_the_engine_does_not_answer(tiny
     assert_partial_answer_saved(path, shown)
 
 
-def test_generate_saves_what_it_printed_when_the_engine_does_not_answer(gpt_oss_engine,
-                                                                         tmp_path):
-    from harmony_tui.engine.events import TextDelta, TurnEnd
+async def test_generate_saves_what_it_printed_when_the_engine_does_not_answer(gpt_oss_engine,
+                                                                               tmp_path):
+    """The conversation loop generate runs: stopped with no time to wait for the engine, the
+    text already received is saved, marked stopped."""
+    from harmony_tui.conversation import Conversation, LocalCalls
+    from harmony_tui.engine.engine import TurnRequest
+    from harmony_tui.engine.events import TextDelta
     from harmony_tui.engine.messages import PromptSetup
-    from harmony_tui.oneshot import save_partial
     from harmony_tui.sessions.chat import ChatSession
 
     session = ChatSession(path=tmp_path / "chat.json")
     session.add_user("go")
-    recorder = session.begin_turn("tiny", {})
-    stream = gpt_oss_engine.stream(session.messages, PromptSetup(), endless(14))
-    seen, printed = [], ""
-    for event in stream:
-        seen.append(event)
-        if isinstance(event, TextDelta) and event.channel == "final":
-            printed += event.text
-            if len(printed) >= 20:
-                break
-    save_partial(stream, recorder, seen, timeout=0.0)  # no time for the engine to answer
-    while not isinstance(stream.get(timeout=30), TurnEnd):  # let the cancelled turn finish
-        pass
-    turn = last_turn(session.path)
-    assert turn[-1].channel == "final" and turn[-1].content == printed
-    assert turn[-1].finish_reason == "cancelled"
+    conversation = Conversation(gpt_oss_engine.submit, session, policy=LocalCalls(None))
+    printed = ""
+    turn = conversation.run_turn(TurnRequest(session.messages, PromptSetup(), endless(14)),
+                                 model="tiny")
+    async for batch in turn:
+        printed += "".join(e.text for e in batch
+                           if isinstance(e, TextDelta) and e.channel == "final")
+        if len(printed) >= 20:
+            break
+    await conversation.stop_and_save(0.0)  # no time for the engine to answer
+    await turn.aclose()
+    turn_records = last_turn(session.path)
+    assert turn_records[-1].channel == "final"
+    assert turn_records[-1].content.startswith(printed)  # what was shown, and what had arrived
+    assert turn_records[-1].finish_reason == "cancelled"
 
 
 async def test_quit_with_the_approval_dialog_open_marks_the_call_stopped(tmp_path):

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from harmony_tui.cli import PROG, OneLineParser, add_model_flags, add_sampling_flags
+    from harmony_tui.config.command_line import (
+        PROG,
+        OneLineParser,
+        add_model_flags,
+        add_sampling_flags,
+    )
     from harmony_tui.errors import HarmonyTuiError
     from harmony_tui.server.cli_args import add_serve_arguments, run_serve
 

@@ -149,7 +149,7 @@ def server_toolset(names: tuple[str, ...], configured: Any = None) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from harmony_tui.cli import resolve_settings
+    from harmony_tui.config.command_line import resolve_settings
 
     return resolve_settings(args)
 
@@ -158,9 +158,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """Load the model and serve until interrupted. HarmonyTuiError for a bad setup."""
     import uvicorn
 
-    from harmony_tui.cli import ProgressPrinter
     from harmony_tui.engine.engine import Engine
     from harmony_tui.errors import ConfigError
+    from harmony_tui.progress import ProgressPrinter
     from harmony_tui.server.app import DEFAULT_MAX_QUEUE, create_app
     from harmony_tui.server.exposure import exposure_problem
     from harmony_tui.server.records import RequestRecord

@@ -139,7 +139,7 @@ class ServerContext:
                 from harmony_tui.server.tool_loop import ToolLoopTurn
 
                 turn = ToolLoopTurn(turn, early, turn_request, self.tools if run_tools else None,
-                                    lambda next_request: AsyncTurn(self.engine, next_request, loop),
+                                    self.engine.submit_batched,
                                     reasoning_separator=reasoning_separator)
                 early = []
         except BaseException:

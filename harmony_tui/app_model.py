@@ -1,0 +1,126 @@
+"""The app's model: loading one in the background with progress, switching models and themes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from textual import work
+from textual.css.query import NoMatches
+from textual.message import Message as TextualMessage
+from textual.widgets import ProgressBar
+
+from harmony_tui.logs import logger
+
+
+class LoadProgress(TextualMessage):
+    """Model loading progress, posted from the generation thread."""
+
+    def __init__(self, text: str, fraction: float | None) -> None:
+        super().__init__()
+        self.text = text
+        self.fraction = fraction
+
+
+
+class ModelMixin:
+    """Loading and switching models (part of ``HarmonyApp``)."""
+
+    # -- model ----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="load")
+    async def load_model(self, spec: str) -> None:
+        """Load ``spec`` without blocking the UI; errors become a notification and a note."""
+        with contextlib.suppress(NoMatches):  # the app closed while the model was loading
+            await self._load_model(spec)
+
+    async def _load_model(self, spec: str) -> None:
+        self.model_ready = False
+        self.status.state = "loading"
+        self.status.detail = spec
+        bar = self.query_one("#load-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+
+        def progress(text: str, fraction: float | None) -> None:
+            self.post_message(LoadProgress(text, fraction))
+
+        try:
+            loaded = await asyncio.wrap_future(self.engine.load(spec, progress))
+        except Exception as err:  # ModelLoadError or an unexpected failure
+            bar.display = False
+            self.status.state = "error" if not self.model_name else "idle"
+            self.status.detail = ""
+            message = f"Could not load {spec}: {err}"
+            logger.error(message)
+            self.notify(message, severity="error", timeout=10)
+            await self.conversation.add_note(message, error=True)
+            self.model_ready = bool(self.model_name)
+            return
+        bar.display = False
+        logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
+        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
+        first = not self.model_name
+        self.model_spec = spec
+        self.model_name = loaded.name
+        self.settings.context_limit = loaded.context_limit
+        self.settings.settings_list.refresh()
+        self.status.model_name = loaded.name
+        self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
+        self.status.state = "idle"
+        self.status.detail = ""
+        if self.prompt_config is not None and self.prompt_config.mlock:
+            try:
+                self.notify(await asyncio.wrap_future(self.engine.wire_weights()), timeout=5)
+            except Exception as err:
+                self.notify(f"mlock failed: {err}", severity="warning")
+        if first and not self.conversation.entries:
+            await self.conversation.add_note(welcome_text(loaded.name))
+        elif not first:
+            await self.conversation.add_note(f"Switched to {loaded.name}.")
+        self.model_ready = True
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        try:
+            self.status.detail = message.text
+            bar = self.query_one("#load-progress", ProgressBar)
+        except NoMatches:  # progress that arrives while the app is closing
+            return
+        if message.fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=100 * message.fraction)
+
+    def action_pick_model(self) -> None:
+        from harmony_tui.engine.catalog import local_models
+
+        commands = [
+            (f"{choice.spec}  [{choice.source}, {choice.model_type}]",
+             (lambda spec=choice.spec: self._switch_model(spec)),
+             f"Load {choice.spec}")
+            for choice in local_models(self.models_dir or Path("models"))
+        ]
+        self.search_commands(commands, placeholder="Load a model…")
+
+    def _switch_model(self, spec: str) -> None:
+        if self.turn is not None:
+            self.notify("Stop the current answer first (Esc)", severity="warning")
+            return
+        self.load_model(spec)
+
+    def action_pick_theme(self) -> None:
+        self.search_themes()
+
+
+def welcome_text(model: str) -> str:
+    """The first note of a session: how to start, and the demo's prompts."""
+    text = (f"{model} is ready. Type a message and press Enter (Shift+Enter for a new line). "
+            "F1 lists every key; Ctrl+P every action.")
+    if model == "demo":
+        from harmony_tui.demo.corpus import SCRIPTS
+
+        text += "\nThe demo model knows these prompts:\n" + "\n".join(
+            f"  • {s.prompt}" for s in SCRIPTS)
+    return text
+

@@ -1,0 +1,127 @@
+"""The command line's shared flags and the run's settings from them.
+
+The flags of every command (model, prompt config, tools, every ``GenerationParams`` field) and
+``resolve_settings``, the precedence of the run's settings: command line > resumed chat >
+profile > prompt config > user config > defaults. Used by ``cli.py`` and the server's command
+line (``server/cli_args.py``), so neither front end imports the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, get_args
+
+PROG = "harmony-tui"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """The generation flags shared by every command, generated from ``GenerationParams``.
+
+    Defaults are suppressed so a flag given before the command survives the sub-parser.
+    """
+    from harmony_tui.engine.params import cli_fields
+
+    group = parser.add_argument_group("generation settings")
+    for name, info in cli_fields().items():
+        flag = "--" + name.replace("_", "-")
+        choices = None
+        kind: Any = info.annotation
+        args = [a for a in get_args(kind) if a is not type(None)]
+        if args and all(isinstance(a, str) for a in args):
+            choices, kind = args, str
+        elif args:
+            kind = args[0]
+        if name == "reasoning_effort":
+            choices, kind = ["low", "medium", "high"], str
+        default = info.default
+        help_text = f"{info.description} (default: {default if default is not None else 'none'})"
+        group.add_argument(flag, dest=name, type=kind, choices=choices, default=argparse.SUPPRESS,
+                           metavar=None if choices else kind.__name__.upper(), help=help_text)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", default=argparse.SUPPRESS,
+                        help="a model folder, a Hugging Face repo id (owner/name) or 'demo' "
+                        "(default: demo)")
+    parser.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS,
+                        help="folder searched for model names (default: ./models)")
+    parser.add_argument("--prompt-config", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="JSON or YAML prompt config (instructions, identity, settings)")
+    parser.add_argument("--profile", default=argparse.SUPPRESS, metavar="NAME",
+                        help="a profile (model + prompt config) from the profiles file")
+    parser.add_argument("--profiles-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="profiles file (default: profiles.yaml in the config dir)")
+    parser.add_argument("--chat", type=chat_arg, default=argparse.SUPPRESS, metavar="NAME",
+                        help="create or resume the saved chat chats_dir/NAME.json")
+    tools = parser.add_argument_group("tools")
+    tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model run Python code (in a separate process)")
+    tools.add_argument("--browser", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model search and read the web")
+    tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model edit files under the current folder")
+
+
+def chat_arg(value: str) -> str:
+    """``--chat``: a plain file name (no folders, control characters, over-long names)."""
+    from harmony_tui.errors import ChatFileError
+    from harmony_tui.sessions.store import chat_name
+
+    try:
+        chat_name(value, "name")
+    except ChatFileError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return value
+
+
+def flag(args: argparse.Namespace, name: str) -> Any:
+    """A flag given before or after the command (the later one wins)."""
+    return getattr(args, name, None)
+
+
+def resolve_settings(args: argparse.Namespace, *, warn: bool = True, read_chat: bool = True):
+    """The run's settings: command line > resumed chat > profile > prompt config > user config
+    > defaults. Warnings go to stderr."""
+    from harmony_tui.config.settings import Choices, resolve
+    from harmony_tui.config.user_config import load_user_config
+    from harmony_tui.engine.params import cli_fields
+
+    user, warnings = load_user_config()
+    choices = Choices(
+        model=flag(args, "model"), models_dir=flag(args, "models_dir"),
+        profile=flag(args, "profile"), profiles_file=flag(args, "profiles_file"),
+        prompt_config=flag(args, "prompt_config"), chat=flag(args, "chat"),
+        params={name: flag(args, name) for name in cli_fields()})
+    settings = resolve(choices, user, read_existing_chat=read_chat)
+    if warn:
+        for warning in warnings + settings.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def resolve_and_lock_chat(args: argparse.Namespace):
+    """The run's settings and the lock of its ``--chat`` file (None without ``--chat``).
+
+    The chat is read only once this process holds its lock, so no other process can write it
+    in between. Raises ``ChatLockedError`` when another process has the chat open.
+    """
+    from harmony_tui.sessions.lock import ChatLock
+
+    settings = resolve_settings(args, read_chat=False)
+    if settings.chat_path is None:
+        return settings, None
+    lock = ChatLock.acquire(settings.chat_path)
+    try:
+        return resolve_settings(args, warn=False), lock
+    except BaseException:
+        lock.release()
+        raise

@@ -1,0 +1,30 @@
+"""Figures of a turn made of several engine sub-turns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harmony_tui.engine.events import Stats
+
+
+def merge_stats(parts: Sequence[Stats]) -> Stats | None:
+    """One ``Stats`` for several sub-turns: token counts summed, speeds over the summed times."""
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    prompt_time = sum((s.prompt_tokens - s.cached_tokens) / s.prompt_tps
+                      for s in parts if s.prompt_tps > 0)
+    generation_time = sum(s.generation_tokens / s.generation_tps
+                          for s in parts if s.generation_tps > 0)
+    processed = sum(s.prompt_tokens - s.cached_tokens for s in parts)
+    generated = sum(s.generation_tokens for s in parts)
+    return Stats(
+        prompt_tokens=sum(s.prompt_tokens for s in parts),
+        cached_tokens=sum(s.cached_tokens for s in parts),
+        generation_tokens=generated,
+        ttft_s=parts[0].ttft_s,
+        prompt_tps=processed / prompt_time if prompt_time > 0 else 0.0,
+        generation_tps=generated / generation_time if generation_time > 0 else 0.0,
+        peak_memory_gb=max(s.peak_memory_gb for s in parts),
+    )
