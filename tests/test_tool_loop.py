@@ -105,6 +105,15 @@ def test_generate_without_the_tool_lists_the_call_unrun(tmp_path):
                                    "arguments": {"location": "Paris"}, "result": None}]
 
 
+def test_generate_says_on_stderr_how_to_turn_an_off_tool_on(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "harmony_tui", "generate", "--temperature", "0",
+         "-p", PYTHON.prompt], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[tool off] python: not run (the python tool is off; run it with --python)" \
+        in result.stderr
+
+
 async def ask_for_python(pilot) -> None:
     """Send the demo's python prompt and wait for the approval dialog."""
     app = pilot.app
@@ -145,6 +154,23 @@ async def test_app_denial_reaches_the_model_and_the_turn_ends(tmp_path):
         assert entry.status == "denied" and "denied" in entry.result
         tool = next(r for r in app.session.records() if r.role == "tool")
         assert tool.is_error and "denied" in tool.content
+        # the conversation says denied too, as the pane does (not "failed")
+        notes = app.conversation.last_assistant().notes
+        assert "← python denied" in notes and not any("failed" in n for n in notes)
+
+
+async def test_app_call_to_a_tool_that_is_off_says_how_to_turn_it_on(tmp_path):
+    app = make_app(chats_dir=tmp_path)  # no tools
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        app.prompt.set_text(PYTHON.prompt)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.turn is None and app.turns_started, what="the turn")
+        notes = "\n".join(app.conversation.last_assistant().notes)
+        assert "python not run" in notes and "--python" in notes
+        entry = next(iter(app.tools.entries.values()))
+        assert entry.status == "not run" and "Ctrl+P" in entry.result
+        assert not any(r.role == "tool" for r in app.session.records())  # nothing ran
 
 
 WEATHER_COMMAND = (
