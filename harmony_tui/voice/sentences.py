@@ -61,7 +61,10 @@ class SentenceChunker:
         if self._block:
             self._emit(out, "".join(self._block) + self._buf)
             self._buf = ""
-        self._emit(out, self._text + self._buf)
+        self._text += self._buf
+        self._buf = ""
+        self._cut_long(out)
+        self._emit(out, self._text)
         self.__init__(self.max_chars)  # type: ignore[misc]  # ready for the next answer
         return out
 
@@ -148,7 +151,8 @@ class SentenceChunker:
                     # Undecided until more text arrives; keep the rest for the next feed.
                     self._text += buf[:i]
                     self._buf = buf[i:]
-                    return False if not final else self._final_text(out)
+                    self._cut_long(out)
+                    return False
                 if k > j and (buf[k] == "\n" or not buf[k].islower()) and not _is_abbreviation(
                         self._text + buf[:j]):
                     self._emit(out, self._text + buf[:j])
@@ -162,15 +166,10 @@ class SentenceChunker:
         self._cut_long(out)
         return False
 
-    def _final_text(self, out: list[str]) -> bool:
-        self._text += self._buf
-        self._buf = ""
-        return False
-
     def _cut_long(self, out: list[str]) -> None:
         """A very long sentence is spoken in parts, cut after a comma, semicolon or colon."""
         while len(self._text) > self.max_chars:
-            cut = max(self._text.rfind(sep, 60) for sep in (", ", "; ", ": "))
+            cut = max(self._text.rfind(sep, 60, self.max_chars) for sep in (", ", "; ", ": "))
             if cut < 0:
                 return
             self._emit(out, self._text[:cut + 1])

@@ -1,0 +1,79 @@
+"""Real audio for the voice tests: espeak-ng speech, synthetic tones, and a fake ALSA
+microphone/loudspeaker configured in a temporary XDG_CONFIG_HOME (never the real home)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harmony_tui.voice.audio import SAMPLE_RATE, read_wav, resample
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(name: str) -> str:
+    """The path of ``name``; skip when absent on a developer machine, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def require_portaudio() -> None:
+    """Skip (fail in CI) when sounddevice cannot load the PortAudio library."""
+    try:
+        import sounddevice  # noqa: F401
+    except OSError as err:
+        message = f"PortAudio is missing ({err}); apt install libportaudio2"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def espeak(text: str, path: Path, words_per_minute: int = 160) -> np.ndarray:
+    """``text`` spoken by espeak-ng, as 16 kHz mono int16 samples (also written to ``path``)."""
+    exe = require_tool("espeak-ng")
+    subprocess.run([exe, "-s", str(words_per_minute), "-w", str(path), text], check=True,
+                   capture_output=True, timeout=60)
+    samples, rate = read_wav(path)
+    return resample(samples, rate, SAMPLE_RATE)
+
+
+def tone(seconds: float, amplitude: float = 0.3, frequency: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * frequency * t) * 32767).astype(np.int16)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+
+
+def fake_alsa(root: Path, infile: Path, outfile: Path | None = None) -> dict[str, str]:
+    """An environment whose ALSA has a ``fakemic`` capture device reading ``infile`` (raw
+    S16_LE 16 kHz mono; a file or a FIFO) and a ``fakespk`` playback device writing raw samples
+    to ``outfile``. Only XDG_CONFIG_HOME changes: it points at ``root``."""
+    outfile = outfile or root / "speaker.raw"
+    (root / "alsa").mkdir(parents=True, exist_ok=True)
+    (root / "alsa" / "asoundrc").write_text(
+        "pcm.fakemic {\n"
+        "    type file\n"
+        '    slave.pcm "null"\n'
+        '    file "/dev/null"\n'
+        f'    infile "{infile}"\n'
+        '    format "raw"\n'
+        "}\n"
+        "pcm.fakespk {\n"
+        "    type file\n"
+        '    slave.pcm "null"\n'
+        f'    file "{outfile}"\n'
+        '    format "raw"\n'
+        "}\n", encoding="utf-8")
+    return {**os.environ, "XDG_CONFIG_HOME": str(root)}
