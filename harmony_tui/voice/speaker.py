@@ -39,6 +39,7 @@ class Speaker:
         self.first_audio_time: float | None = None  # when the latest answer's audio started
         self.spoken: list[str] = []  # sentences played to the end (for logs and tests)
         self._epoch = 0
+        self._failed_epoch = -1  # the answer whose speech failed: its other sentences are skipped
         self._pending = 0
         self._idle = threading.Condition()
         self._texts: queue.Queue[object] = queue.Queue()
@@ -122,13 +123,18 @@ class Speaker:
         with self._idle:
             self._pending = max(0, self._pending - 1)
             if self._pending == 0:
+                if self._failed_epoch == self._epoch:
+                    self._epoch += 1  # the failed answer is over: the next one is spoken
                 self._idle.notify_all()
                 self._notify_speaking(False)
 
-    def _fail(self, epoch: int, message: str) -> None:
-        """Report a failure once and skip the rest of this answer."""
-        if epoch == self._epoch:
-            self.stop()
+    def _fail(self, epoch: int, message: str, *, playback: bool = False) -> None:
+        """Report a failure once and skip the rest of this answer. After a TTS failure the
+        sentences already synthesised still play; after a playback failure nothing does."""
+        if epoch == self._epoch and epoch != self._failed_epoch:
+            self._failed_epoch = epoch
+            if playback:
+                self.stop()
             if self.on_error is not None:
                 try:
                     self.on_error(message)
@@ -142,7 +148,7 @@ class Speaker:
                 self._audio.put(_STOP)
                 return
             epoch, text = item  # type: ignore[misc]
-            if epoch != self._epoch:
+            if epoch != self._epoch or epoch == self._failed_epoch:
                 self._done_one()
                 continue
             try:
@@ -171,10 +177,10 @@ class Speaker:
                     if self.sink.play(audio, rate) and epoch == self._epoch:
                         self.spoken.append(text)
             except VoiceError as err:
-                self._fail(epoch, f"speech stopped: {err}")
+                self._fail(epoch, f"speech stopped: {err}", playback=True)
             except Exception as err:
                 self._fail(epoch, f"speech stopped: audio output failed: "
-                           f"{type(err).__name__}: {err}")
+                           f"{type(err).__name__}: {err}", playback=True)
             finally:
                 self._done_one()
 
