@@ -77,3 +77,52 @@ def fake_alsa(root: Path, infile: Path, outfile: Path | None = None) -> dict[str
         '    format "raw"\n'
         "}\n", encoding="utf-8")
     return {**os.environ, "XDG_CONFIG_HOME": str(root)}
+
+
+class FifoMicrophone:
+    """Feeds a FIFO that a fake ALSA capture device reads, paced in real time (a plain file is
+    read as fast as the program asks; a real microphone is not). Reopens the FIFO whenever a
+    reader closes it (PortAudio opens devices to probe them)."""
+
+    def __init__(self, path: Path, blocks: list[np.ndarray], block_seconds: float) -> None:
+        import threading
+
+        self.path = path
+        self.blocks = blocks
+        self.block_seconds = block_seconds
+        self.written = 0
+        os.mkfifo(path)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FifoMicrophone:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        try:  # unblock an open() still waiting for a reader
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            os.close(fd)
+        except OSError:
+            pass
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import itertools
+        import time
+
+        while not self._stop.is_set():
+            try:
+                with open(self.path, "wb", buffering=0) as fifo:
+                    started = time.monotonic()
+                    for n, block in enumerate(itertools.cycle(self.blocks)):
+                        if self._stop.is_set():
+                            return
+                        fifo.write(block.astype("<i2").tobytes())
+                        self.written += 1
+                        delay = started + (n + 1) * self.block_seconds - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+            except (BrokenPipeError, OSError):
+                continue
