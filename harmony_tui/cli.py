@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a command, the terminal app starts on the model (default: the built-in "
         "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate "
         "(one answer, streamed to stdout), migrate-chat (convert "
-        "mlx-harmony chat logs), demo-model (build it or list its prompts).",
+        "mlx-harmony chat logs), demo-model (build it or list its prompts), mic-check (test the "
+        "microphone for voice).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--no-markdown", action="store_true",
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
     build.add_argument("--steps", type=int, default=None, help="training steps")
     demo_sub.add_parser("prompts", help="print the documented prompts as JSON lines")
+
+    from harmony_tui.voice import mic_check
+
+    mic = sub.add_parser("mic-check", help="list audio devices and show a live input level",
+                         description="Check the microphone for voice: list the audio devices "
+                         "and show the input level live.")
+    mic_check.add_arguments(mic)
     return parser
 
 
@@ -232,11 +240,17 @@ def cmd_app(args: argparse.Namespace) -> int:
     return app.return_code or 0  # 128 + N after signal N (SIGTERM, SIGHUP): the turn was saved
 
 
+def cmd_mic_check(args: argparse.Namespace) -> int:
+    from harmony_tui.voice.mic_check import main as mic_check_main
+
+    return mic_check_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model,
-                "migrate-chat": cmd_migrate_chat}
+                "migrate-chat": cmd_migrate_chat, "mic-check": cmd_mic_check}
     if getattr(args, "serve", False) and args.command is None:
         from harmony_tui.server.cli_args import run_serve
 

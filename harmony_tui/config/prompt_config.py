@@ -23,6 +23,7 @@ from harmony_tui.engine.messages import BUILTIN_TOOLS, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.errors import ConfigError, short_repr
 from harmony_tui.tools.config import ToolsConfig
+from harmony_tui.voice.settings import LEGACY_FIELDS, VoiceSettings, section_warnings
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -87,6 +88,9 @@ class PromptConfig(BaseModel):
     chats_dir: Path | None = Field(
         None, description="Folder of saved chats (relative to this config file; default: the "
         "data dir's chats/).")
+    voice: VoiceSettings = Field(
+        default_factory=VoiceSettings, description="Push-to-talk voice: engines, devices, "
+        "end-pointing (see the voice reference).")
 
     @field_validator("builtin_tools")
     @classmethod
@@ -166,7 +170,7 @@ class PromptConfig(BaseModel):
 
 PROMPT_KEYS = set(PromptConfig.model_fields)
 GENERATION_KEYS = set(GenerationParams.model_fields)
-ALL_KEYS = PROMPT_KEYS | GENERATION_KEYS
+ALL_KEYS = PROMPT_KEYS | GENERATION_KEYS | set(LEGACY_FIELDS)
 
 
 def describe_validation_error(err: ValidationError, source: str, data: dict[str, Any]) -> str:
@@ -189,6 +193,8 @@ def parse_prompt_config(data: dict[str, Any], source: str, base: Path | None = N
                         ) -> tuple[PromptConfig, dict[str, Any], list[str]]:
     """Validate a config mapping: (prompt config, generation overrides, warnings)."""
     warnings = unknown_key_warnings(data, ALL_KEYS, source)
+    data, voice_warnings = section_warnings(data, source)  # old Moshi fields move into voice
+    warnings += voice_warnings
     prompt_data = {k: v for k, v in data.items() if k in PROMPT_KEYS}
     try:
         config = PromptConfig.model_validate(prompt_data)

@@ -20,7 +20,8 @@ def _type_name(annotation: Any) -> str:
                         ("harmony_tui.tools.config.", ""), ("harmony_tui.tools.function_tools.",
                                                             ""),
                         ("harmony_tui.tools.mcp_tools.", ""), ("harmony_tui.config.", ""),
-                        ("prompt_config.", ""), ("user_config.", ""), ("PosixPath", "Path")):
+                        ("prompt_config.", ""), ("user_config.", ""), ("PosixPath", "Path"),
+                        ("harmony_tui.voice.settings.", "")):
         text = text.replace(long, short)
     return text
 
@@ -73,6 +74,7 @@ def render_reference() -> str:
     from harmony_tui.tools.function_tools import FunctionToolSpec
     from harmony_tui.tools.mcp_tools import McpServerSpec
     from harmony_tui.tools.python_tool import PythonToolSettings
+    from harmony_tui.voice.settings import VoiceSettings
 
     sections = [
         ("Prompt config: prompt, display and session fields", PromptConfig,
@@ -91,6 +93,8 @@ def render_reference() -> str:
         ("User config (`config.yaml`)", UserConfig, "In the config dir "
          "(`harmony-tui` under the platform's config folder, or `HARMONY_TUI_CONFIG_DIR`)."),
         ("User config: server", ServerSettings, "The `server:` mapping of `config.yaml`."),
+        ("voice", VoiceSettings, "The `voice:` mapping of a prompt config or of `config.yaml` "
+         "(see `voice.md`)."),
     ]
     parts = ["# Settings reference", "",
              "Generated from the schemas by `python -m harmony_tui.config.reference`; do not edit "

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
 from harmony_tui.errors import ConfigError, short_repr
+from harmony_tui.voice.settings import VoiceSettings, section_warnings
 
 CONFIG_NAME = "config.yaml"
 STATE_NAME = "state.json"
@@ -75,6 +76,8 @@ class UserConfig(BaseModel):
     truncate_response: int | None = Field(None, ge=1,
                                           description="show at most this many characters of an "
                                           "answer (display only)")
+    voice: VoiceSettings = Field(default_factory=lambda: VoiceSettings(),
+                                 description="push-to-talk voice (see the voice reference)")
 
     def anchored(self, base: Path) -> UserConfig:
         """A copy whose relative paths are taken from ``base`` (the config's folder)."""
@@ -104,6 +107,8 @@ def load_user_config(path: Path | None = None) -> tuple[UserConfig, list[str]]:
     if isinstance(data.get("server"), dict):
         warnings += unknown_key_warnings(data["server"], ServerSettings.model_fields,
                                          f"{path}: server")
+    data, voice_warnings = section_warnings(data, str(path))
+    warnings += voice_warnings
     try:
         config = UserConfig.model_validate(data)
     except ValidationError as err:
