@@ -23,6 +23,7 @@ from harmony_tui.app_chats import QUIT_WAIT_SECONDS, SAVE_RETRY_SECONDS, ChatsMi
 from harmony_tui.app_keys import ACTION_HELP, APP_BINDINGS, KeysMixin
 from harmony_tui.app_model import ModelMixin
 from harmony_tui.app_server import WIDE, ServerMixin
+from harmony_tui.app_voice import VoiceMixin
 from harmony_tui.commands import Command, CommandError, is_command, parse_command
 from harmony_tui.config.placeholders import Clock
 from harmony_tui.config.prompt_config import PromptConfig
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 BATCH_SECONDS = 0.05
 
-class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
+class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
 
     TITLE = "harmony-tui"
@@ -84,6 +85,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
         chats_dir: Path | None = None,
         tools: ToolsConfig | None = None,
         chat_lock: ChatLock | None = None,
+        voice: bool = False,
+        voice_io: tuple | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -134,6 +137,9 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
         self._quitting = False
         self._exit_signals = ExitSignals(self._on_exit_signal)  # SIGTERM, SIGHUP: save, exit
         self._terminal: Terminal | None = None
+        self.start_voice = voice  # --voice: load the speech engines at start
+        self.voice_io = voice_io
+        self.voice_settings = getattr(settings, "voice", None)
 
     @property
     def session(self) -> ChatSession:
@@ -223,6 +229,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
         if self.startup_notice:
             self.notify(self.startup_notice, severity="warning", timeout=15)
         self.start_tools(self.toolset)
+        if self.start_voice:
+            self.load_voice()
         if self.run_settings is not None:
             try:
                 configure_file_log(self.run_settings.logs_dir)
@@ -273,13 +281,18 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
             self.notify("The model is not loaded yet", severity="warning")
             return
         event.input.clear()
+        await self.send_text(text)
+
+    async def send_text(self, text: str, *, spoken: bool = False) -> None:
+        """Send ``text`` as the user's message and start the answer (``spoken``: said aloud,
+        so the answer is spoken too)."""
         text = self.expand(text)
         try:
             self.session.add_user(text)
         except OSError as err:
             self.notify(f"Could not save the chat: {err}", severity="error", timeout=10)
         await self.conversation.add_user(text)
-        await self.start_turn()
+        await self.start_turn(spoken=spoken)
 
     async def run_command(self, text: str) -> None:
         try:
@@ -316,8 +329,9 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
             self.status.context_limit = self.params.max_context_tokens or \
                 self.settings.context_limit
 
-    async def start_turn(self) -> None:
-        """Generate the next assistant turn (with its tool calls) for the chat as it stands."""
+    async def start_turn(self, *, spoken: bool = False) -> None:
+        """Generate the next assistant turn (with its tool calls) for the chat as it stands;
+        ``spoken``: the answer is spoken as it streams."""
         widget = await self.conversation.add_assistant(self.model_name)
         self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
         params = self.chat.params_for_turn(
@@ -327,6 +341,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
         request = TurnRequest(list(self.session.messages), self.toolset.declare(setup), params,
                               today=self.clock.today() if self.clock.fixed else None)
         view = TurnView(self, widget)
+        view.spoken = self.speak_turn() if spoken else None
         self.turn = view
         self.status.state = "prefill"
         self.status.ttft = self.status.tps = None
@@ -346,6 +361,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
         try:
             with contextlib.suppress(NoMatches):  # the app closed mid-turn
                 async for events in turn:
+                    if view.spoken is not None:
+                        view.spoken.feed(events)  # before the screen: speech starts sooner
                     if await view.apply(events):
                         break
                     await asyncio.sleep(BATCH_SECONDS)
@@ -384,6 +401,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
     # -- actions --------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
+        """Esc: cancel listening, stop speaking, stop the answer."""
+        self.voice_escape()
         if self.turn is not None and self.chat.stop():
             self.status.detail = "stopping"
 
@@ -485,6 +504,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, KeysMixin, App[None]):
             self.session.save()
         self.session.release()
         self._detach_if_terminal_lost()
+        self.close_voice()
         if self.server is not None:
             server, self.server = self.server, None
             await asyncio.to_thread(server.stop)

@@ -26,6 +26,9 @@ APP_BINDINGS = [
     Binding("ctrl+s", "sessions", "Chats", id="sessions"),
     Binding("ctrl+g", "toggle_server", "API server", id="toggle_server"),
     Binding("f12", "toggle_pane('requests')", "Requests", show=False, id="toggle_requests"),
+    # Push to talk: kitty-protocol terminals send ctrl+space, legacy ones ctrl+@ (NUL).
+    Binding("ctrl+space", "voice", "Voice", id="voice", priority=True),
+    Binding("ctrl+@", "voice", "Voice", show=False, id="voice_legacy", priority=True),
 ]
 
 ACTION_HELP = {
@@ -46,6 +49,7 @@ ACTION_HELP = {
     "toggle_pane('requests')": "Show or hide the API requests pane",
     "stop": "Stop generating (keeps the partial answer)",
     "help": "Show keys and commands",
+    "voice": "Push to talk: listen; again: send what was said; while speaking: stop speaking",
 }
 
 

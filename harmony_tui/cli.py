@@ -20,6 +20,7 @@ from harmony_tui.config.command_line import (
     OneLineParser,
     add_model_flags,
     add_sampling_flags,
+    add_voice_flags,
     flag,
     resolve_and_lock_chat,
     resolve_settings,
@@ -49,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--no-markdown", action="store_true",
                         help="show answers as plain text instead of Markdown")
+    parser.add_argument("--voice", action="store_true",
+                        help="start with push-to-talk voice on (Ctrl+Space listens)")
     add_model_flags(parser)
     add_sampling_flags(parser)
+    add_voice_flags(parser)
     from harmony_tui.server.cli_args import add_serve_arguments
 
     add_serve_arguments(parser)
@@ -227,7 +231,8 @@ def cmd_app(args: argparse.Namespace) -> int:
                      settings=settings, markdown=user.markdown and not args.no_markdown,
                      keymap=user.keymap, theme=user.theme, startup_notice=notice,
                      tools=settings.prompt.tools.with_flags(
-                         **{name: True for name in tool_flags(args)}), chat_lock=lock)
+                         **{name: True for name in tool_flags(args)}), chat_lock=lock,
+                     voice=bool(getattr(args, "voice", False)))
     try:
         app.run()
     finally:

@@ -47,6 +47,7 @@ class TurnView:
         self.widget = widget
         self.generating = False
         self.stopped_in_tool = False
+        self.spoken: Any = None  # a voice_control.SpokenTurn when the answer is spoken
         self.done = asyncio.Event()  # its reader has returned
 
     async def apply(self, events: list[Event]) -> bool:

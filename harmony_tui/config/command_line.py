@@ -71,6 +71,53 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                        help="let the model edit files under the current folder")
 
 
+# --flag -> voice settings field (the voice: section of the configs; these override it)
+VOICE_FLAGS = {
+    "stt_model": ("--stt-model", str, "speech-to-text model: a faster-whisper size, repo id or "
+                  "folder"),
+    "stt_engine": ("--stt-engine", str, "faster-whisper or mlx-audio"),
+    "tts_engine": ("--tts-engine", str, "auto, piper, espeak-ng, say or kokoro"),
+    "tts_voice": ("--tts-voice", str, "a piper .onnx voice (file or name) or an engine's voice"),
+    "rate": ("--speech-rate", float, "speaking speed, 0.5 to 2 (1 normal)"),
+    "input_device": ("--input-device", str, "microphone: index or part of its name"),
+    "output_device": ("--output-device", str, "loudspeaker: index or part of its name"),
+    "silence_seconds": ("--silence-seconds", float, "trailing silence that ends listening"),
+    "max_seconds": ("--max-listen-seconds", float, "listening stops after this long"),
+}
+
+
+def add_voice_flags(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the ``voice:`` settings (see docs/voice.md)."""
+    group = parser.add_argument_group("voice")
+    for name, (option, kind, text) in VOICE_FLAGS.items():
+        group.add_argument(option, dest=f"voice_{name}", type=kind, default=argparse.SUPPRESS,
+                           metavar=kind.__name__.upper(), help=text)
+    group.add_argument("--confirm-transcript", dest="voice_confirm", action="store_true",
+                       default=argparse.SUPPRESS,
+                       help="put what was heard in the prompt to edit before sending")
+    group.add_argument("--no-speak", dest="voice_speak_answers", action="store_false",
+                       default=argparse.SUPPRESS, help="do not speak the answers")
+
+
+def voice_settings(args: argparse.Namespace, settings: Any) -> Any:
+    """The voice settings of the run: user config < prompt config < command line.
+    Raises ConfigError (one line naming the flag) for a bad value."""
+    from pydantic import ValidationError
+
+    from harmony_tui.errors import ConfigError
+    from harmony_tui.voice.settings import merge_voice
+
+    given = {name: getattr(args, f"voice_{name}") for name in
+             [*VOICE_FLAGS, "confirm", "speak_answers"] if hasattr(args, f"voice_{name}")}
+    try:
+        return merge_voice(settings.user.voice, settings.prompt.voice, given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "voice"
+        option = VOICE_FLAGS.get(name, (f"--{name.replace('_', '-')}",))[0]
+        raise ConfigError(f"{option}: {first.get('input')!r}: {first['msg']}") from None
+
+
 def chat_arg(value: str) -> str:
     """``--chat``: a plain file name (no folders, control characters, over-long names)."""
     from harmony_tui.errors import ChatFileError
@@ -102,6 +149,7 @@ def resolve_settings(args: argparse.Namespace, *, warn: bool = True, read_chat: 
         prompt_config=flag(args, "prompt_config"), chat=flag(args, "chat"),
         params={name: flag(args, name) for name in cli_fields()})
     settings = resolve(choices, user, read_existing_chat=read_chat)
+    settings.voice = voice_settings(args, settings)
     if warn:
         for warning in warnings + settings.warnings:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)

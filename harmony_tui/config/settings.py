@@ -60,6 +60,7 @@ class Settings:
     chat_path: Path | None = None
     chat_log: ChatLog | None = None
     warnings: list[str] = field(default_factory=list)
+    voice: Any = None  # VoiceSettings: user config < prompt config < command line
 
 
 def resolve(choices: Choices, user: UserConfig | None = None, *,

@@ -9,7 +9,8 @@ from textual.widgets import Static
 HELP = """\
 Model · state (loading, idle, prefill, generating, tool) · time to first token · tokens per
 second · prompt and generated tokens · context used of the limit · peak memory · the API
-server's address while it runs · the python tool's sandbox while the tool is on.
+server's address while it runs · the python tool's sandbox while the tool is on · voice (🎤
+ready, listening with the input level and time, transcribing, speaking) once voice is used.
 """
 
 
@@ -30,11 +31,14 @@ class StatusBar(Static):
     detail: reactive[str] = reactive("")
     server_url: reactive[str] = reactive("")
     isolation: reactive[str] = reactive("")  # the python tool's sandbox, e.g. "python: bubblewrap"
+    voice: reactive[str] = reactive("")  # push to talk: ready, listening 1.2s ▃▅▇▁▁, speaking
 
     def render(self) -> Text:
         parts: list[tuple[str, str]] = [(self.model_name or "no model", "bold"),
                                         (self.state + (f" {self.detail}" if self.detail else ""),
                                          "italic")]
+        if self.voice:
+            parts.append((f"🎤 {self.voice}", "bold"))
         if self.ttft is not None:
             parts.append((f"TTFT {self.ttft:.2f}s", ""))
         if self.tps is not None:

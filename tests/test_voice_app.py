@@ -1,0 +1,140 @@
+"""Push-to-talk in the app, end to end with real parts and no sound card.
+
+espeak-ng speaks a demo prompt into a WAV file, which is the microphone (``WavFileSource``);
+the app's voice key starts listening, VAD ends it on the trailing silence, faster-whisper
+(tiny.en) writes it down, the demo model answers through the conversation loop, piper speaks the
+answer into a ``MemorySink``, and faster-whisper transcribes that audio back.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from test_app import WIDE, make_app, ready, wait_for
+from voice_audio import IN_CI, espeak, silence
+
+from harmony_tui.voice.audio import SAMPLE_RATE, resample, write_wav
+from harmony_tui.voice.audio_io import MemorySink, WavFileSource
+from harmony_tui.voice.settings import VoiceSettings
+from harmony_tui.voice.weights import bundled_piper_voice, bundled_whisper_model
+
+QUESTION = "Hello!"
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+@pytest.fixture(scope="module")
+def spoken_question(tmp_path_factory) -> str:
+    """The question as a WAV (half a second of silence before, two after)."""
+    for what, found in (("faster-whisper", bundled_whisper_model()),
+                        ("piper", bundled_piper_voice())):
+        if found is None:
+            message = f"the {what} weights are not installed (requirements/voice-weights.txt)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+    folder = tmp_path_factory.mktemp("voice")
+    speech = espeak(QUESTION, folder / "raw.wav")
+    audio = np.concatenate([silence(0.5), speech, silence(2.0)])
+    return str(write_wav(folder / "question.wav", audio, SAMPLE_RATE))
+
+
+def voice_app(tmp_path, source, sink, **settings):
+    app = make_app(chats_dir=tmp_path, voice_io=(source, sink))
+    app.voice_settings = VoiceSettings(**settings)
+    return app
+
+
+async def wait_spoken(pilot, timeout: float = 120) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.turn is None and app.session.final_answers()
+                   and app.voice is not None and not app.voice.speaking,
+                   what="the answer to be spoken", timeout=timeout)
+
+
+async def test_a_spoken_question_is_answered_aloud(tmp_path, spoken_question):
+    sink = MemorySink()
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question), sink)
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+@")  # what a legacy terminal sends for Ctrl+Space
+        await wait_for(pilot, lambda: "listening" in app.status.voice or app.turn is not None,
+                       what="listening", timeout=60)
+        await wait_spoken(pilot)
+        asked = app.session.messages[0].content
+        answer = app.session.final_answers()[-1]
+        heard = app.voice.stt.transcribe(resample(sink.audio, sink.sample_rate, SAMPLE_RATE),
+                                         SAMPLE_RATE).text
+        assert app.status.voice == "ready"
+    assert app.session.messages[0].role == "user"
+    assert words(asked) == ["hello"], asked  # what was said was sent
+    # the answer was spoken: its first words come back from the loudspeaker's audio
+    first = words(answer.split(":")[0])[:5]
+    assert first and words(heard)[:len(first)] == first, (answer, heard)
+    assert "```" not in heard and "**" not in heard
+
+
+async def test_the_voice_key_stops_speaking_at_once(tmp_path, spoken_question):
+    sink = MemorySink(realtime=True)  # plays as slowly as a loudspeaker
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question), sink)
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: sink.seconds > 0.5, what="speech", timeout=120)
+        await pilot.press("ctrl+space")  # barge-in
+        await wait_for(pilot, lambda: not app.voice.speaking, what="silence", timeout=5)
+        played = sink.seconds
+        await wait_for(pilot, lambda: app.turn is None, what="the answer", timeout=60)
+        assert sink.seconds - played < 0.2  # nothing more was played
+        assert app.session.final_answers()  # the text answer is complete all the same
+        assert app.status.voice == "ready"
+
+
+async def test_silence_sends_nothing_and_says_so(tmp_path):
+    quiet = write_wav(tmp_path / "quiet.wav", silence(1.5), SAMPLE_RATE)
+    if bundled_whisper_model() is None:
+        pytest.skip("faster-whisper weights are not installed")
+    app = voice_app(tmp_path, lambda: WavFileSource(quiet), MemorySink())
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: any("nothing was sent" in e.text for e in
+                                          app.conversation.entries if e.kind == "note"),
+                       what="the note", timeout=60)
+        assert not any(m.role == "user" for m in app.session.messages)
+        assert app.turn is None
+
+
+async def test_escape_cancels_listening(tmp_path, spoken_question):
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question, realtime=True),
+                    MemorySink())
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: "listening" in app.status.voice, what="listening",
+                       timeout=60)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.status.voice == "ready", what="cancelled")
+        assert not any(m.role == "user" for m in app.session.messages)
+
+
+async def test_a_missing_speech_model_is_one_clear_message_and_the_app_goes_on(tmp_path):
+    app = voice_app(tmp_path, None, MemorySink(), stt_model=str(tmp_path / "no-such-model"))
+    notes = []
+    app.notify = lambda text, **kw: notes.append(text)  # records what the person is told
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: any("Voice is not available" in n for n in notes),
+                       what="the message", timeout=60)
+        message = next(n for n in notes if "Voice is not available" in n)
+        assert "no-such-model" in message and "\n" not in message
+        assert app.voice is None and app.status.voice == "off"
+        app.prompt.set_text("Hello!")  # typing still works
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.turn is None and app.session.final_answers(),
+                       what="a typed answer", timeout=60)
