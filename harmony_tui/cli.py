@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate "
         "(one answer, streamed to stdout), migrate-chat (convert "
         "mlx-harmony chat logs), demo-model (build it or list its prompts), mic-check (test the "
-        "microphone for voice).",
+        "microphone for voice), voice (push to talk in this terminal).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--no-markdown", action="store_true",
@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Check the microphone for voice: list the audio devices "
                          "and show the input level live.")
     mic_check.add_arguments(mic)
+
+    talk = sub.add_parser("voice", help="a push-to-talk conversation in this terminal",
+                          description="Enter starts listening (the trailing silence or Enter "
+                          "ends it); the answer is printed and spoken. Enter while it speaks "
+                          "stops the speech, Ctrl+C stops the answer, Ctrl+D quits.")
+    talk.add_argument("--input-wav", type=Path, default=None, metavar="FILE",
+                      help="use a WAV file as the microphone (no sound card needed)")
+    talk.add_argument("--output-wav", type=Path, default=None, metavar="FILE",
+                      help="write what is spoken to a WAV file instead of the loudspeaker")
+    add_model_flags(talk)
+    add_sampling_flags(talk)
+    add_voice_flags(talk)
     return parser
 
 
@@ -245,6 +257,25 @@ def cmd_app(args: argparse.Namespace) -> int:
     return app.return_code or 0  # 128 + N after signal N (SIGTERM, SIGHUP): the turn was saved
 
 
+def cmd_voice(args: argparse.Namespace) -> int:
+    """``harmony-tui voice``: push to talk in this terminal."""
+    from harmony_tui.voice_loop import run_voice
+
+    if args.input_wav is not None:  # a bad file is said before the model loads
+        from harmony_tui.voice.audio_io import WavFileSource
+
+        if not args.input_wav.is_file():
+            raise UsageError(f"--input-wav: {args.input_wav}: no such file")
+        WavFileSource(args.input_wav)
+    settings, lock = resolve_and_lock_chat(args)
+    try:
+        return run_voice(settings, input_wav=args.input_wav, output_wav=args.output_wav,
+                         progress=ProgressPrinter(), prog=PROG, lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def cmd_mic_check(args: argparse.Namespace) -> int:
     from harmony_tui.voice.mic_check import main as mic_check_main
 
@@ -255,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model,
-                "migrate-chat": cmd_migrate_chat, "mic-check": cmd_mic_check}
+                "migrate-chat": cmd_migrate_chat, "mic-check": cmd_mic_check,
+                "voice": cmd_voice}
     if getattr(args, "serve", False) and args.command is None:
         from harmony_tui.server.cli_args import run_serve
 
