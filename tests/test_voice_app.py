@@ -138,3 +138,32 @@ async def test_a_missing_speech_model_is_one_clear_message_and_the_app_goes_on(t
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.turn is None and app.session.final_answers(),
                        what="a typed answer", timeout=60)
+
+
+async def test_voice_flag_loads_the_engines_at_start(tmp_path, spoken_question):
+    app = make_app(chats_dir=tmp_path, voice=True,
+                   voice_io=(lambda: WavFileSource(spoken_question), MemorySink()))
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_for(pilot, lambda: app.status.voice == "ready", what="voice ready",
+                       timeout=60)
+        assert app.voice.ready and not app.voice.listening  # ready, not yet listening
+        assert "🎤 ready" in str(app.status.render())
+
+
+async def test_quitting_while_the_answer_is_spoken_keeps_it_and_stops_the_voice(
+        tmp_path, spoken_question):
+    from harmony_tui.sessions.store import read_chat
+
+    sink = MemorySink(realtime=True)
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question), sink)
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: sink.seconds > 0.3, what="speech", timeout=120)
+        speaker = app.voice.speaker
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code is not None, what="the exit", timeout=30)
+        path = app.session.path
+    assert not any(thread.is_alive() for thread in speaker._threads)  # the voice is closed
+    records = read_chat(path).path()
+    assert records[0].role == "user" and records[-1].channel == "final"
