@@ -10,11 +10,9 @@ links appear as ``【3†text】`` and ``open(id=3)`` follows them. The model ci
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,8 +20,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harmony_tui import __version__
 from harmony_tui.tools.base import ApprovalRequest, ToolError, ToolInvocation, ToolResult
 from harmony_tui.tools.bounded_decode import BoundedDecoder, DecodeError, UnsupportedEncoding
+from harmony_tui.tools.browser_pages import (
+    Page,
+    PageStack,
+    boolean,
+    citation_target,
+    codec,
+    content_kind,
+    escape_md,
+    escape_url,
+    integer,
+    is_http_url,
+    link_id,
+    link_url,
+    parse,
+    string,
+)
 from harmony_tui.tools.html_text import (
-    LINK_MARK,
     clean_text,
     domain_of,
     html_to_text,
@@ -42,16 +55,13 @@ from harmony_tui.tools.search_backends import (
 if TYPE_CHECKING:
     import httpx
 
+
 USER_AGENT = f"harmony-tui/{__version__} (browser tool of a local LLM app)"
 MAX_SEARCH_RESULTS = 20
 MAX_VIEW_FACTOR = 10  # num_lines may ask for at most this many times lines_per_view
 FIND_SHOWN_LINES = 4  # lines shown per find match; opening a match starts this far above it
 MAX_FIND_RESULTS = 50
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
 CITATION = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]*)?】")
-LINE_RANGE = re.compile(r"L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?")
-META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 
 # Fields each method accepts (``top_n`` is an alias the reference browser also accepts).
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -107,7 +117,7 @@ class BrowserSettings(BaseModel):
     @field_validator("search_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not _is_http_url(value):
+        if value is not None and not is_http_url(value):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value
 
@@ -125,51 +135,6 @@ class BrowserSettings(BaseModel):
             return os.environ.get(self.search_api_key_env) or None
         return None
 
-
-PageKind = Literal["web", "source", "search", "find"]
-
-
-@dataclass(slots=True)
-class Page:
-    """Text the model can view: wrapped ``lines``, ``links[id] -> URL``; ``link_lines`` gives
-    the line a link's target should open at (find results)."""
-
-    url: str
-    title: str
-    lines: list[str]
-    links: list[str] = field(default_factory=list)
-    kind: PageKind = "web"
-    link_lines: dict[int, int] = field(default_factory=dict)
-
-
-class PageStack:
-    """The pages one chat has seen; a page's index is its cursor."""
-
-    def __init__(self) -> None:
-        self.pages: list[Page] = []
-
-    def push(self, page: Page) -> int:
-        self.pages.append(page)
-        return len(self.pages) - 1
-
-    def get(self, cursor: int, method: str) -> Page:
-        """The page at ``cursor`` (-1: the latest); ToolError naming the valid cursors."""
-        if not self.pages:
-            raise ToolError(f"browser.{method}: no page is open yet in this chat; call "
-                            "browser.search or browser.open with a URL first")
-        if cursor == -1:
-            return self.pages[-1]
-        if not 0 <= cursor < len(self.pages):
-            raise ToolError(f"browser.{method}: there is no page with cursor {cursor}; valid "
-                            f"cursors are 0-{len(self.pages) - 1} (or -1 for the latest)")
-        return self.pages[cursor]
-
-    def cached(self, url: str) -> Page | None:
-        """The latest fetched page for ``url``, if any."""
-        for page in reversed(self.pages):
-            if page.kind == "web" and page.url == url:
-                return page
-        return None
 
 
 class BrowserTool:
@@ -190,16 +155,16 @@ class BrowserTool:
         if self.settings.auto_approve:
             return None
         try:
-            method, args = _parse(call)
+            method, args = parse(call)
             if method == "search":
-                query = _string(args, "query", method)
+                query = string(args, "query", method)
                 if self.settings.search_backend == "none":
                     return None  # run() explains that search is not configured
                 where = self.settings.search_url or self.settings.search_backend
                 return ApprovalRequest("network", "Web search", f"{query}\n\nvia {where}")
             if method == "open":
                 url = self._url_to_fetch(call, args)
-                if _is_http_url(url):  # other URLs are refused by run() without a fetch
+                if is_http_url(url):  # other URLs are refused by run() without a fetch
                     return ApprovalRequest("network", "Open web page", url)
         except ToolError:
             return None  # run() reports the problem without touching the network
@@ -207,7 +172,7 @@ class BrowserTool:
 
     async def run(self, call: ToolInvocation) -> ToolResult:
         try:
-            method, args = _parse(call)
+            method, args = parse(call)
             stack = self._stack(call.chat_id)
             if method == "search":
                 page = await self._search(args)
@@ -244,21 +209,21 @@ class BrowserTool:
             cursor = int(match.group("cursor"))
             if stack is None or cursor >= len(stack.pages):
                 return match.group(0)
-            title, url = _citation_target(stack.pages[cursor], match.group("content"))
+            title, url = citation_target(stack.pages[cursor], match.group("content"))
             if not url:
                 return match.group(0)
             start = match.start()
             space = " " if start and not text[start - 1].isspace() and text[start - 1] not in "([" \
                 else ""
-            return f"{space}[{_escape_md(title or url)}]({_escape_url(url)})"
+            return f"{space}[{escape_md(title or url)}]({escape_url(url)})"
 
         return CITATION.sub(replace, text)
 
     # --- methods ------------------------------------------------------------------------------
 
     async def _search(self, args: dict[str, Any]) -> Page:
-        query = _string(args, "query", "search")
-        topn = _integer(args, "topn", _integer(args, "top_n", 10, "search"), "search")
+        query = string(args, "query", "search")
+        topn = integer(args, "topn", integer(args, "top_n", 10, "search"), "search")
         topn = max(1, min(topn, MAX_SEARCH_RESULTS))
         backend = self._backend()
         try:
@@ -282,17 +247,17 @@ class BrowserTool:
 
     async def _open(self, stack: PageStack, args: dict[str, Any]) -> ToolResult:
         target = args.get("id", -1)
-        cursor = _integer(args, "cursor", -1, "open")
-        loc = _integer(args, "loc", -1, "open")
-        num_lines = _integer(args, "num_lines", -1, "open")
-        view_source = _boolean(args, "view_source", "open")
-        link = _link_id(target)
+        cursor = integer(args, "cursor", -1, "open")
+        loc = integer(args, "loc", -1, "open")
+        num_lines = integer(args, "num_lines", -1, "open")
+        view_source = boolean(args, "view_source", "open")
+        link = link_id(target)
         if link is None:  # a URL
             page = await self._fetch(str(target).strip(), view_source)
             return self._show(stack, page, max(loc, 0), num_lines)
         current = stack.get(cursor, "open")
         if link >= 0:
-            url = _link_url(current, link, cursor if cursor >= 0 else len(stack.pages) - 1)
+            url = link_url(current, link, cursor if cursor >= 0 else len(stack.pages) - 1)
             page = None if view_source else stack.cached(url)
             if page is None:
                 page = await self._fetch(url, view_source)
@@ -308,8 +273,8 @@ class BrowserTool:
         return self._show(stack, page, max(loc, 0), num_lines)
 
     def _find(self, stack: PageStack, args: dict[str, Any]) -> ToolResult:
-        pattern = _string(args, "pattern", "find")
-        cursor = _integer(args, "cursor", -1, "find")
+        pattern = string(args, "pattern", "find")
+        cursor = integer(args, "cursor", -1, "find")
         page = stack.get(cursor, "find")
         if page.kind in ("search", "find"):
             raise ToolError(f"browser.find: cannot search within a {page.kind} results page; "
@@ -356,18 +321,18 @@ class BrowserTool:
     def _url_to_fetch(self, call: ToolInvocation, args: dict[str, Any]) -> str:
         """The URL an open call would fetch ('' when it shows a page already in memory)."""
         target = args.get("id", -1)
-        link = _link_id(target)
+        link = link_id(target)
         if link is None:
             return str(target).strip()
         stack = self._chats.get(call.chat_id or "")
         if stack is None:
             return ""
-        cursor = _integer(args, "cursor", -1, "open")
+        cursor = integer(args, "cursor", -1, "open")
         current = stack.get(cursor, "open")
-        view_source = _boolean(args, "view_source", "open")
+        view_source = boolean(args, "view_source", "open")
         if link < 0:
             return current.url if view_source else ""
-        url = _link_url(current, link, cursor)
+        url = link_url(current, link, cursor)
         return url if view_source or stack.cached(url) is None else ""
 
     def _http(self) -> httpx.AsyncClient:
@@ -416,7 +381,7 @@ class BrowserTool:
         """Fetch ``url`` as a page; ToolError for refused URLs, HTTP errors and timeouts."""
         import httpx
 
-        if not _is_http_url(url):
+        if not is_http_url(url):
             raise ToolError(f"browser.open: can only open http:// and https:// URLs, not "
                             f"{url!r}; pass a full URL or a link id (number)")
         settings = self.settings
@@ -475,12 +440,12 @@ class BrowserTool:
             charset = response.charset_encoding
         finally:
             await response.aclose()
-        kind = _content_kind(media_type, bytes(body[:512]))
+        kind = content_kind(media_type, bytes(body[:512]))
         if kind is None:
             described = media_type or "binary data without a content type"
             raise ToolError(f"browser.open: {final_url} is {described}, which the browser "
                             "cannot show (it reads HTML and text pages)")
-        text = bytes(body).decode(_codec(charset, bytes(body[:2048]), kind), errors="replace")
+        text = bytes(body).decode(codec(charset, bytes(body[:2048]), kind), errors="replace")
         if view_source:
             page = Page(final_url, f"view-source:{final_url}", wrap_text(text), kind="source")
         elif kind == "html":
@@ -503,126 +468,3 @@ class BrowserTool:
 
 # --- arguments ----------------------------------------------------------------------------------
 
-def _parse(call: ToolInvocation) -> tuple[str, dict[str, Any]]:
-    """The method and its argument object; ToolError naming what is wrong."""
-    method = call.method
-    if method not in METHOD_FIELDS:
-        raise ToolError(f"{call.recipient}: unknown method {method!r}; the browser has "
-                        "browser.search, browser.open and browser.find")
-    args = call.json_arguments()
-    if not isinstance(args, dict):
-        raise ToolError(f"browser.{method}: arguments must be a JSON object like "
-                        f"{EXAMPLES[method]}, got {type(args).__name__}")
-    unknown = sorted(set(args) - set(METHOD_FIELDS[method]))
-    if unknown:
-        raise ToolError(f"browser.{method}: unknown argument(s) {', '.join(unknown)}; expected "
-                        f"{', '.join(name for name in METHOD_FIELDS[method] if name != 'top_n')}")
-    return method, args
-
-
-def _string(args: dict[str, Any], name: str, method: str) -> str:
-    value = args.get(name)
-    if not isinstance(value, str) or not value.strip():
-        got = "nothing" if value is None else repr(value)
-        raise ToolError(f"browser.{method}: `{name}` must be a non-empty string, got {got}")
-    return value.strip()
-
-
-def _integer(args: dict[str, Any], name: str, default: int, method: str) -> int:
-    value = args.get(name, default)
-    number = _as_int(value)
-    if number is None:
-        raise ToolError(f"browser.{method}: `{name}` must be an integer, got {value!r}")
-    return number
-
-
-def _boolean(args: dict[str, Any], name: str, method: str) -> bool:
-    value = args.get(name, False)
-    if not isinstance(value, bool):
-        raise ToolError(f"browser.{method}: `{name}` must be true or false, got {value!r}")
-    return value
-
-
-def _as_int(value: Any) -> int | None:
-    """An int from an int, a whole float (JSON ``3.0``) or a numeric string; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
-def _link_id(target: Any) -> int | None:
-    """The link number ``open``'s ``id`` names, or None when it is a URL string."""
-    number = _as_int(target)
-    if number is not None:
-        return number
-    if isinstance(target, str):
-        return None
-    raise ToolError(f"browser.open: `id` must be a link number from the page or a URL "
-                    f"string, got {target!r}")
-
-
-def _link_url(page: Page, link: int, cursor: int) -> str:
-    if link >= len(page.links):
-        valid = f"its links are 0-{len(page.links) - 1}" if page.links else "it has no links"
-        raise ToolError(f"browser.open: page [{cursor}] has no link {link}; {valid}")
-    return page.links[link]
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unbalanced "[" in the host
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _content_kind(media_type: str, head: bytes) -> Literal["html", "text"] | None:
-    if media_type in HTML_TYPES:
-        return "html"
-    if media_type.startswith("text/") or media_type in TEXT_TYPES or media_type.endswith("+json"):
-        return "text"
-    if not media_type and b"\0" not in head:  # no content type: sniff
-        return "html" if head.lstrip()[:1] == b"<" else "text"
-    return None
-
-
-def _codec(charset: str | None, head: bytes, kind: str) -> str:
-    """The declared (header or ``<meta charset>``) encoding if Python knows it, else UTF-8."""
-    if not charset and kind == "html" and (match := META_CHARSET.search(head)):
-        charset = match.group(1).decode("ascii", "replace")
-    try:
-        return codecs.lookup(charset).name if charset else "utf-8"
-    except LookupError:
-        return "utf-8"
-
-
-def _citation_target(page: Page, content: str) -> tuple[str, str]:
-    """Title and URL a citation of ``page`` points to. A search results page has no URL of
-    its own: its citation points to the first result on the cited lines."""
-    if page.kind != "search":
-        return page.title, page.url
-    match = LINE_RANGE.fullmatch(content.strip())
-    if not match:
-        return "", ""
-    start = int(match.group("start"))
-    end = int(match.group("end") or start)
-    for line in page.lines[start:end + 1]:
-        if (link := LINK_MARK.search(line)) and int(link.group("id")) < len(page.links):
-            return link.group("text"), page.links[int(link.group("id"))]
-    return "", ""
-
-
-def _escape_md(text: str) -> str:
-    return re.sub(r"([\[\]\\])", r"\\\1", text)
-
-
-def _escape_url(url: str) -> str:
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
