@@ -38,7 +38,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harmony_tui.engine.events import (
     ContextTrimmed,
@@ -60,10 +60,10 @@ from harmony_tui.engine.sampling import (
     random_key,
     restore_random_key,
 )
+from harmony_tui.engine.turns import TurnRequest, TurnStream, error_code
 from harmony_tui.errors import HarmonyTuiError
 
 if TYPE_CHECKING:
-    from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
     from harmony_tui.engine.loader import LoadedModel
     from harmony_tui.engine.prepare import PreparedPrompt
 
@@ -126,10 +126,32 @@ class _Turn:
 Pending = tuple["TurnRequest", "TurnStream", "Future[PreparedPrompt | None]"]
 
 
+class BatchHost(Protocol):
+    """What the scheduler needs from its engine (``Engine`` provides it)."""
+
+    model: LoadedModel | None
+    prefill_step: int
+    prompt_cache: Any  # PromptCacheStore
+    _stream: Any  # the MLX stream of the generation thread
+    _worker: Any  # GenerationWorker
+
+    def take_prepared(self, request: TurnRequest, stream: TurnStream,
+                      prepared: Future[PreparedPrompt | None],
+                      resubmit: Any) -> PreparedPrompt | None: ...
+
+    def run_prepared(self, request: TurnRequest, stream: TurnStream,
+                     prep: PreparedPrompt) -> None: ...
+
+    def new_decoder(self, request: TurnRequest, loaded: LoadedModel,
+                    prompt: Any) -> Any: ...
+
+    def end_turn(self, stream: TurnStream, event: TurnEnd) -> None: ...
+
+
 class BatchScheduler:
     """Admits turns into an mlx-lm ``BatchGenerator`` and drives it on the generation thread."""
 
-    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH,
+    def __init__(self, engine: BatchHost, max_batch: int = MAX_BATCH,
                  prefill_batch: int = PREFILL_BATCH) -> None:
         self._engine = engine
         self.max_batch = max_batch
@@ -262,8 +284,6 @@ class BatchScheduler:
             try:
                 self._insert(request, stream, prep)
             except HarmonyTuiError as err:
-                from harmony_tui.engine.engine import error_code
-
                 self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
             except BaseException as err:  # e.g. the generator refused the prompt
                 if _fatal(err):
