@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from harmony_tui.engine.context import TrimNotices
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
@@ -36,7 +37,12 @@ from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
-from harmony_tui.engine.prompt_cache import PromptCacheStore
+from harmony_tui.engine.prompt_cache import (
+    PromptCacheStore,
+    Snapshot,
+    checkpoint_stops,
+    snapshot,
+)
 from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput
 from harmony_tui.engine.sampling import (
     build_logits_processors,
@@ -66,6 +72,7 @@ class Engine:
         self.prefill_step = prefill_step
         self.model: LoadedModel | None = None
         self.prompt_cache = PromptCacheStore()
+        self.trim_notices = TrimNotices()
         self._worker = generation_worker()
         self._active: set[TurnStream] = set()
         self._active_lock = threading.Lock()
@@ -344,20 +351,24 @@ class Engine:
         if cache is None:
             cache = make_prompt_cache(loaded.model)
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        if prep.dropped_messages:
-            stream.put(ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, limit))
+        trimmed = self.trimmed(request, prep)
+        if trimmed is not None:
+            stream.put(trimmed)
 
         mx.reset_peak_memory()
         started = time.perf_counter()
+        snapshots: dict[int, Snapshot] = {}
+        stops = checkpoint_stops(fmt, cache, prompt, cached)
         with mx.stream(self._stream):
-            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream)
+            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream, stops,
+                                      snapshots)
         if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
             if prefilled > 0:
-                self.prompt_cache.store(prompt[:prefilled], cache)
+                self.prompt_cache.store(prompt[:prefilled], cache, snapshots)
             stream.put(TurnEnd("cancelled"))
             return
         if len(prompt) > 1:
-            self.prompt_cache.store(prompt[:-1], cache)
+            self.prompt_cache.store(prompt[:-1], cache, snapshots)
         prefill_done = time.perf_counter()
 
         if params.seed is not None:
@@ -408,6 +419,13 @@ class Engine:
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 
+    def trimmed(self, request: TurnRequest, prep: PreparedPrompt) -> ContextTrimmed | None:
+        """The ``ContextTrimmed`` event of a turn whose oldest turns were dropped, if any."""
+        if not prep.dropped_messages:
+            return None
+        first, new = self.trim_notices.first(request.messages, prep.dropped_messages)
+        return ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, prep.limit, first, new)
+
     @staticmethod
     def new_decoder(request: TurnRequest, loaded: LoadedModel, prompt: Sequence[int]) -> Any:
         """The format's decoder, or a ``RawDecoder`` for a raw-prompt turn."""
@@ -417,20 +435,31 @@ class Engine:
         return fmt.new_decoder(request.setup, prompt)
 
     def _prefill(self, model: Any, cache: list[Any], prompt: Sequence[int], start: int,
-                 stream: TurnStream) -> int:
-        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached."""
+                 stream: TurnStream, stops: Sequence[int] = (),
+                 snapshots: dict[int, Snapshot] | None = None) -> int:
+        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached.
+
+        Chunks also end at ``stops`` (ascending positions), where the cache's unshareable
+        layers are snapshotted into ``snapshots`` for the prompt cache.
+        """
         import mlx.core as mx
 
         end = len(prompt) - 1
         done = start
+        pending = [p for p in stops if start < p < end]
         stream.put(PromptProgress(done, len(prompt)))
         while done < end:
             if stream.cancelled:
                 return done
-            chunk = prompt[done: min(done + self.prefill_step, end)]
+            stop = min(done + self.prefill_step, end, *pending[:1])
+            chunk = prompt[done:stop]
             model(mx.array(chunk)[None], cache=cache)
             mx.eval([c.state for c in cache])
             done += len(chunk)
+            if pending and done == pending[0]:
+                pending.pop(0)
+                if snapshots is not None:
+                    snapshots[done] = snapshot(cache)
             stream.put(PromptProgress(done, len(prompt)))
         return done
 
