@@ -27,7 +27,9 @@ prefix from the newest trunk.
 
 Memory: the newest trunk and its last checkpoint are free (the running turn holds that cache
 anyway, and the next turn continues from it); everything else (branches, every other snapshot)
-counts against ``budget_bytes``, and the least recently used goes first. Only the generation
+counts against ``budget_bytes`` (by default as much as the newest trunk, at least
+``MIN_BUDGET_BYTES``: checkpoints then cost at most about two full caches), and the least
+recently used goes first. Only the generation
 thread touches the store.
 """
 
@@ -39,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_BUDGET_BYTES = 256 * 2**20
+MIN_BUDGET_BYTES = 8 * 2**20
 
 Snapshot = dict[int, Any]
 """Layer index -> a private copy of that layer's cache (the layers that cannot be shared)."""
@@ -190,7 +192,7 @@ class _Trunk:
 class PromptCacheStore:
     """Checkpoints on one or more trunks (see the module docstring)."""
 
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(self, budget_bytes: int | None = None) -> None:
         self.budget_bytes = budget_bytes
         self._trunks: list[_Trunk] = []  # the newest (base 0) last
         self._clock = itertools.count(1)
@@ -336,7 +338,10 @@ class PromptCacheStore:
         newest = self._trunks[-1]
         end = newest.checkpoints.get(len(newest.tokens))
         free = newest.shared_bytes + (end.nbytes if end is not None else 0)
-        while self.nbytes - free > self.budget_bytes:
+        budget = self.budget_bytes
+        if budget is None:  # as much again as the newest cache (at least MIN_BUDGET_BYTES)
+            budget = max(newest.shared_bytes, MIN_BUDGET_BYTES)
+        while self.nbytes - free > budget:
             victims: list[tuple[int, int, _Trunk, int | None]] = []
             for order, trunk in enumerate(self._trunks):
                 if trunk is not newest:
