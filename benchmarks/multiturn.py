@@ -1,18 +1,22 @@
 """A 10-turn chat with tool calls, through our server and ``mlx_lm.server`` (run by hand).
 
 The script builds a realistic-shape random ``gpt_oss`` model (hidden 512, 8 layers alternating
-sliding-window 128 / full attention, 8 experts top-4, the real 201,088-token vocabulary) with
-tokenizer files, starts both servers on that folder as their own processes, and plays the same
-chat on each through ``/v1/chat/completions``: ~150-token user messages, ~100-token answers
-(generated with the stop tokens suppressed, then replaced by a fixed ~100-token text in the
-history, so both servers see identical histories), and a function call at turns 3 and 7
-(the model's call and the tool's result sent back, then a second request: the sub-turn).
+sliding-window 128 / full attention, 8 experts top-4, the real 201,088-token vocabulary; float32:
+MLX's CPU backend gathers experts in float32 only) with tokenizer files, starts both servers on
+that folder as their own processes, and plays the same chat on each through
+``/v1/chat/completions``: ~150-token user messages, a fixed ~100-token answer written into the
+history after each turn (so both servers see identical histories), and a function call at turns
+3 and 7 (the model's call and the tool's result sent back, then a second request: the
+sub-turn). Each request generates ``--answer-tokens`` tokens (default 1, stop tokens
+suppressed): time to first token is then the request's latency on both servers alike (with
+longer answers, our Harmony parser holds a random model's text back until it knows the
+channel, which would not measure the prompt).
 
-Printed per turn and server: time to first streamed token, prompt tokens and tokens re-processed
+Printed per turn and server: time to first token, prompt tokens and tokens re-processed
 (prompt - cached, from ``usage``; "?" when the server does not report cached tokens); then
 turn-10 / turn-1 time to first token for each (goal: <= 1.5 for us).
 
-    PYTHONPATH=. python benchmarks/multiturn.py [--answer-tokens 100] [--folder DIR]
+    PYTHONPATH=. python benchmarks/multiturn.py [--answer-tokens 1] [--folder DIR]
 """
 
 from __future__ import annotations
@@ -57,20 +61,11 @@ def build_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     mx.random.seed(0)
     model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(CONFIG))
-    model.update(tree_map_scale(model.parameters()))
     mx.eval(model.parameters())
     mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
     (folder / "config.json").write_text(json.dumps(CONFIG, indent=2))
     write_tokenizer_files(folder)
     return folder
-
-
-def tree_map_scale(params: dict) -> dict:
-    """Random weights as bfloat16, as real checkpoints ship."""
-    import mlx.core as mx
-    from mlx.utils import tree_map
-
-    return tree_map(lambda p: p.astype(mx.bfloat16), params)
 
 
 def words(seed: int, n: int) -> str:
@@ -131,7 +126,7 @@ def play(server: Server, answer_tokens: int) -> list[tuple[int, float, int, int 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--answer-tokens", type=int, default=100)
+    parser.add_argument("--answer-tokens", type=int, default=1)
     parser.add_argument("--folder", type=Path,
                         default=Path(tempfile.gettempdir()) / "harmony-tui-bench-gpt-oss-512")
     args = parser.parse_args()
