@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harmony_tui import demo as _demo  # noqa: F401 (registers ``--model demo`` with the engine)
+
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -33,12 +33,13 @@ One request can never hurt another, in three layers:
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harmony_tui.engine.events import (
     ContextTrimmed,
@@ -49,6 +50,7 @@ from harmony_tui.engine.events import (
     TurnEnd,
     TurnStart,
 )
+from harmony_tui.engine.prompt_cache import Snapshot, checkpoint_stops, snapshot
 from harmony_tui.engine.reply import TurnOutput
 from harmony_tui.engine.sampling import (
     GuardedSampler,
@@ -60,10 +62,10 @@ from harmony_tui.engine.sampling import (
     random_key,
     restore_random_key,
 )
+from harmony_tui.engine.turns import TurnRequest, TurnStream, error_code
 from harmony_tui.errors import HarmonyTuiError
 
 if TYPE_CHECKING:
-    from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
     from harmony_tui.engine.loader import LoadedModel
     from harmony_tui.engine.prepare import PreparedPrompt
 
@@ -108,9 +110,10 @@ class _Turn:
     cached: int
     output: TurnOutput
     started: float
-    checkpoint: bool
+    segment_ends: list[int]  # prompt positions where the prefill segments end, in order
     sampler: GuardedSampler
     guard: ProcessorGuard
+    snapshots: dict[int, Snapshot] = field(default_factory=dict)
     prefill_done: float = 0.0
     first_token_at: float = 0.0
     generated: int = 0
@@ -126,10 +129,34 @@ class _Turn:
 Pending = tuple["TurnRequest", "TurnStream", "Future[PreparedPrompt | None]"]
 
 
+class BatchHost(Protocol):
+    """What the scheduler needs from its engine (``Engine`` provides it)."""
+
+    model: LoadedModel | None
+    prefill_step: int
+    prompt_cache: Any  # PromptCacheStore
+    _stream: Any  # the MLX stream of the generation thread
+    _worker: Any  # GenerationWorker
+
+    def take_prepared(self, request: TurnRequest, stream: TurnStream,
+                      prepared: Future[PreparedPrompt | None],
+                      resubmit: Any) -> PreparedPrompt | None: ...
+
+    def run_prepared(self, request: TurnRequest, stream: TurnStream,
+                     prep: PreparedPrompt) -> None: ...
+
+    def new_decoder(self, request: TurnRequest, loaded: LoadedModel,
+                    prompt: Any) -> Any: ...
+
+    def end_turn(self, stream: TurnStream, event: TurnEnd) -> None: ...
+
+    def trimmed(self, request: TurnRequest, prep: PreparedPrompt) -> ContextTrimmed | None: ...
+
+
 class BatchScheduler:
     """Admits turns into an mlx-lm ``BatchGenerator`` and drives it on the generation thread."""
 
-    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH,
+    def __init__(self, engine: BatchHost, max_batch: int = MAX_BATCH,
                  prefill_batch: int = PREFILL_BATCH) -> None:
         self._engine = engine
         self.max_batch = max_batch
@@ -262,8 +289,6 @@ class BatchScheduler:
             try:
                 self._insert(request, stream, prep)
             except HarmonyTuiError as err:
-                from harmony_tui.engine.engine import error_code
-
                 self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
             except BaseException as err:  # e.g. the generator refused the prompt
                 if _fatal(err):
@@ -297,24 +322,30 @@ class BatchScheduler:
         cache, cached = engine.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
-        body = prompt[cached:-1]
-        if not body and cached:  # nothing to prefill: the checkpoint we took stays valid
-            engine.prompt_cache.store(prompt[:-1], cache)
+        # Prefill in segments ending where the prompt cache checkpoints, the last at the end.
+        ends = [*checkpoint_stops(fmt, cache, prompt, cached), len(prompt) - 1]
+        segments, begin = [], cached
+        for end in ends:
+            if end > begin:
+                segments.append(prompt[begin:end])
+                begin = end
+        segment_ends = list(itertools.accumulate([cached, *map(len, segments)]))[1:]
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        if prep.dropped_messages:
-            stream.put(ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, limit))
+        trimmed = engine.trimmed(request, prep)
+        if trimmed is not None:
+            stream.put(trimmed)
         stream.put(PromptProgress(cached, len(prompt)))
         now = time.perf_counter()
         output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
         max_new = min(params.max_tokens, limit - len(prompt))
-        turn = _Turn(request, stream, prompt, cached, output, now, checkpoint=bool(body),
+        turn = _Turn(request, stream, prompt, cached, output, now, segment_ends,
                      sampler=sampler, guard=guard)
         if max_new <= 0:
             turn.in_generator = False
             self._finish(turn, "length")
             return
         (uid,) = generator.insert_segments(
-            [[body, prompt[-1:]]], max_tokens=[max_new], caches=[cache],
+            [[*segments, prompt[-1:]]], max_tokens=[max_new], caches=[cache],
             all_tokens=[list(prompt[:cached])], samplers=[sampler],
             logits_processors=[guard.wrap(processors)],
         )
@@ -339,12 +370,8 @@ class BatchScheduler:
             if turn is None:
                 continue
             turn.stream.put(PromptProgress(turn.cached + response.progress[0], len(turn.prompt)))
-            if response.end_of_segment and not response.end_of_prompt and turn.checkpoint:
-                turn.checkpoint = False
-                extracted = generator.extract_cache([response.uid]).get(response.uid)
-                if extracted is not None:
-                    self._engine.prompt_cache.store(turn.prompt[:-1], extracted[0])
-                turn.prefill_done = now
+            if response.end_of_segment and not response.end_of_prompt and turn.segment_ends:
+                self._checkpoint(turn, response.uid, turn.segment_ends.pop(0), now)
         ended: dict[int, tuple[EndReason, str | None]] = {}
         self.peak_batch = max(self.peak_batch, len(generation_responses))
         for response in generation_responses:
@@ -378,6 +405,22 @@ class BatchScheduler:
             generator.remove(removable)
         for uid, (reason, error) in ended.items():
             self._finish(self._turns.pop(uid), reason, error)
+
+    def _checkpoint(self, turn: _Turn, uid: int, position: int, now: float) -> None:
+        """A prefill segment of ``turn`` ended at ``position``: snapshot its cache there, or
+        (at the end of the prompt) hand the whole cache and the snapshots to the prompt cache.
+
+        Extracting copies lazily: the full-attention layers of a mid-prompt extraction are
+        dropped unevaluated, so they cost nothing.
+        """
+        extracted = self._generator.extract_cache([uid]).get(uid)
+        if extracted is None:
+            return
+        if position < len(turn.prompt) - 1:
+            turn.snapshots[position] = snapshot(extracted[0])
+            return
+        self._engine.prompt_cache.store(turn.prompt[:-1], extracted[0], turn.snapshots)
+        turn.prefill_done = now
 
     def _feed(self, turn: _Turn, token: int, logprobs: Any, now: float) -> EndReason | None:
         turn.generated += 1

@@ -14,19 +14,14 @@ batch) stays healthy for every other turn.
 
 from __future__ import annotations
 
-import collections
-import datetime as _dt
-import itertools
-import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmony_tui.engine.context import TrimNotices
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
@@ -42,8 +37,13 @@ from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
-from harmony_tui.engine.prompt_cache import PromptCacheStore
-from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput, collect_reply
+from harmony_tui.engine.prompt_cache import (
+    PromptCacheStore,
+    Snapshot,
+    checkpoint_stops,
+    snapshot,
+)
+from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput
 from harmony_tui.engine.sampling import (
     build_logits_processors,
     build_sampler,
@@ -52,131 +52,16 @@ from harmony_tui.engine.sampling import (
     random_key,
     restore_random_key,
 )
+from harmony_tui.engine.turns import (  # TurnRequest, TurnStream: also imported from here
+    TurnRequest,
+    TurnStream,
+    error_code,
+)
 from harmony_tui.engine.worker import generation_worker
-from harmony_tui.errors import ContextLengthExceeded, HarmonyTuiError
+from harmony_tui.errors import HarmonyTuiError
 
 PREFILL_STEP = 512
 PROGRESS_EVERY = 8  # tokens between TokenProgress events
-WAKE_INTERVAL = 0.01  # seconds between reader wake-ups while tokens stream
-_ids = itertools.count(1)
-
-
-@dataclass
-class TurnRequest:
-    """One assistant turn to generate after ``messages``.
-
-    ``today`` fixes the date rendered into the system message (None: the current date, taken
-    when the turn starts, so a long-running session never freezes it).
-
-    ``stop`` strings end the final answer (the stop string is not part of it; the turn ends with
-    reason ``stop``). ``logprobs`` asks for a ``TokenLogprob`` per generated token with that many
-    alternatives (0: the sampled token only; None: off). ``prompt_tokens`` replaces rendering:
-    the turn continues those raw tokens and its output is plain text on the final channel; it may
-    be text, which the engine tokenizes (special tokens allowed) off the generation thread.
-    """
-
-    messages: Sequence[Message]
-    setup: PromptSetup = field(default_factory=PromptSetup)
-    params: GenerationParams = field(default_factory=GenerationParams)
-    request_id: str = field(default_factory=lambda: f"turn-{uuid.uuid4().hex[:12]}-{next(_ids)}")
-    today: _dt.date | None = None
-    stop: tuple[str, ...] = ()
-    logprobs: int | None = None
-    prompt_tokens: Sequence[int] | str | None = None
-
-
-class TurnStream:
-    """The events of one turn, in order, ending with exactly one ``TurnEnd``.
-
-    Waiting readers are woken at most every ``WAKE_INTERVAL`` seconds while tokens stream
-    (and always for the first and the last event): waking a reader thread per token costs the
-    generation thread a GIL hand-off each time, about 4% of decode speed on a fast model.
-    """
-
-    def __init__(self, request_id: str, notify: Callable[[Event], None] | None = None) -> None:
-        self.request_id = request_id
-        self._items: collections.deque[Event] = collections.deque()
-        self._wake = threading.Event()
-        self._last_wake = 0.0
-        self._cancel = threading.Event()
-        self._ended = threading.Event()
-        self._notify = notify
-
-    # producer side (generation thread) -----------------------------------------------------
-
-    def put(self, event: Event) -> None:
-        self._items.append(event)
-        now = time.perf_counter()
-        if isinstance(event, TurnEnd):
-            self._ended.set()
-            self._wake.set()
-        elif now - self._last_wake >= WAKE_INTERVAL:
-            self._last_wake = now
-            self._wake.set()
-        notify = self._notify
-        if notify is not None:
-            notify(event)
-
-    # consumer side ------------------------------------------------------------------------
-
-    def set_notifier(self, notify: Callable[[Event], None] | None) -> None:
-        """Call ``notify(event)`` after each event is queued.
-
-        It runs on the generation thread, so it must be quick and must not block (for example
-        ``loop.call_soon_threadsafe``). Pass it to ``Engine.submit`` to see every event.
-        """
-        self._notify = notify
-
-    def cancel(self) -> None:
-        """Stop generating; takes effect before the next token step."""
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    @property
-    def ended(self) -> bool:
-        """True once ``TurnEnd`` has been produced (it may still be unread)."""
-        return self._ended.is_set()
-
-    def get(self, timeout: float | None = None) -> Event:
-        """The next event; raises ``queue.Empty`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                return self._items.popleft()
-            except IndexError:
-                pass
-            self._wake.clear()
-            if self._items:
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise queue.Empty
-            # A short cap keeps a reader from waiting on an event whose wake-up was skipped.
-            wait = WAKE_INTERVAL * 4 if remaining is None else min(remaining, WAKE_INTERVAL * 4)
-            self._wake.wait(wait)
-
-    def drain(self) -> list[Event]:
-        """Every event available now, without blocking."""
-        out: list[Event] = []
-        try:
-            while True:
-                out.append(self._items.popleft())
-        except IndexError:
-            return out
-
-    def __iter__(self) -> Iterator[Event]:
-        while True:
-            event = self.get()
-            yield event
-            if isinstance(event, TurnEnd):
-                return
-
-    def result(self) -> Reply:
-        """Wait for the end of the turn and return the whole reply."""
-        return collect_reply(self)
 
 
 class Engine:
@@ -187,6 +72,7 @@ class Engine:
         self.prefill_step = prefill_step
         self.model: LoadedModel | None = None
         self.prompt_cache = PromptCacheStore()
+        self.trim_notices = TrimNotices()
         self._worker = generation_worker()
         self._active: set[TurnStream] = set()
         self._active_lock = threading.Lock()
@@ -465,20 +351,24 @@ class Engine:
         if cache is None:
             cache = make_prompt_cache(loaded.model)
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        if prep.dropped_messages:
-            stream.put(ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, limit))
+        trimmed = self.trimmed(request, prep)
+        if trimmed is not None:
+            stream.put(trimmed)
 
         mx.reset_peak_memory()
         started = time.perf_counter()
+        snapshots: dict[int, Snapshot] = {}
+        stops = checkpoint_stops(fmt, cache, prompt, cached)
         with mx.stream(self._stream):
-            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream)
+            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream, stops,
+                                      snapshots)
         if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
             if prefilled > 0:
-                self.prompt_cache.store(prompt[:prefilled], cache)
+                self.prompt_cache.store(prompt[:prefilled], cache, snapshots)
             stream.put(TurnEnd("cancelled"))
             return
         if len(prompt) > 1:
-            self.prompt_cache.store(prompt[:-1], cache)
+            self.prompt_cache.store(prompt[:-1], cache, snapshots)
         prefill_done = time.perf_counter()
 
         if params.seed is not None:
@@ -529,6 +419,13 @@ class Engine:
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 
+    def trimmed(self, request: TurnRequest, prep: PreparedPrompt) -> ContextTrimmed | None:
+        """The ``ContextTrimmed`` event of a turn whose oldest turns were dropped, if any."""
+        if not prep.dropped_messages:
+            return None
+        first, new = self.trim_notices.first(request.messages, prep.dropped_messages)
+        return ContextTrimmed(prep.dropped_messages, prep.dropped_tokens, prep.limit, first, new)
+
     @staticmethod
     def new_decoder(request: TurnRequest, loaded: LoadedModel, prompt: Sequence[int]) -> Any:
         """The format's decoder, or a ``RawDecoder`` for a raw-prompt turn."""
@@ -538,29 +435,33 @@ class Engine:
         return fmt.new_decoder(request.setup, prompt)
 
     def _prefill(self, model: Any, cache: list[Any], prompt: Sequence[int], start: int,
-                 stream: TurnStream) -> int:
-        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached."""
+                 stream: TurnStream, stops: Sequence[int] = (),
+                 snapshots: dict[int, Snapshot] | None = None) -> int:
+        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached.
+
+        Chunks also end at ``stops`` (ascending positions), where the cache's unshareable
+        layers are snapshotted into ``snapshots`` for the prompt cache.
+        """
         import mlx.core as mx
 
         end = len(prompt) - 1
         done = start
+        pending = [p for p in stops if start < p < end]
         stream.put(PromptProgress(done, len(prompt)))
         while done < end:
             if stream.cancelled:
                 return done
-            chunk = prompt[done: min(done + self.prefill_step, end)]
+            stop = min(done + self.prefill_step, end, *pending[:1])
+            chunk = prompt[done:stop]
             model(mx.array(chunk)[None], cache=cache)
             mx.eval([c.state for c in cache])
             done += len(chunk)
+            if pending and done == pending[0]:
+                pending.pop(0)
+                if snapshots is not None:
+                    snapshots[done] = snapshot(cache)
             stream.put(PromptProgress(done, len(prompt)))
         return done
-
-
-def error_code(err: BaseException) -> str | None:
-    """The API error code of an engine error (``TurnEnd.error_code``)."""
-    if isinstance(err, ContextLengthExceeded):
-        return "context_length_exceeded"
-    return getattr(err, "error_code", None)
 
 
 def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: Any,

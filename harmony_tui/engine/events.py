@@ -36,11 +36,20 @@ class PromptProgress:
 
 @dataclass(frozen=True, slots=True)
 class ContextTrimmed:
-    """Old turns were dropped so the prompt fits ``max_context_tokens``."""
+    """Old turns were dropped so the prompt fits ``max_context_tokens``.
+
+    The request's messages ``first_dropped`` up to (not including) ``first_dropped +
+    dropped_messages`` were left out (the system/developer messages before them are kept).
+    Trims drop several turns at once and then stay put for a while, so consecutive turns of a
+    chat often repeat the same trim: ``new`` is False when this engine already reported the same
+    trim of the same conversation; a front end shows the notice when ``new`` is True.
+    """
 
     dropped_messages: int
     dropped_tokens: int
     limit: int
+    first_dropped: int = 0
+    new: bool = True
 
 
 @dataclass(frozen=True, slots=True)

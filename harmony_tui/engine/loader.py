@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_tui.engine.formats.base import ChatFormat
-from harmony_tui.engine.model_source import DEMO, Progress, resolve_model_path
+from harmony_tui.engine.model_source import Progress, is_named_model, resolve_model_path
 from harmony_tui.errors import ModelLoadError
 
 DEFAULT_CONTEXT = 4096
@@ -110,7 +110,7 @@ def load_model(
     check_supported(path, config)
     if not list(path.glob("model*.safetensors")):
         raise ModelLoadError(f"model folder {path} has no weights (model*.safetensors)")
-    name = "demo" if spec == DEMO else (spec if not Path(spec).expanduser().is_dir() else path.name)
+    name = spec if is_named_model(spec) or not Path(spec).expanduser().is_dir() else path.name
     progress(f"Loading {name}", None)
     from mlx_lm.utils import load_model as mlx_load_model
 

@@ -1,8 +1,9 @@
 """Turn a ``--model`` value into a local model folder.
 
-Accepted: ``demo`` (the built-in demo model), a folder, a folder name under the models dir, or a
-Hugging Face repo id (``owner/name``) taken from the local HF cache when present or when
-``HF_HUB_OFFLINE=1``, otherwise downloaded with a progress bar.
+Accepted: a registered name (``demo``, the built-in demo model, which ``harmony_tui.demo``
+registers from above with ``register_named_model``), a folder, a folder name under the models
+dir, or a Hugging Face repo id (``owner/name``) taken from the local HF cache when present or
+when ``HF_HUB_OFFLINE=1``, otherwise downloaded with a progress bar.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from harmony_tui.errors import ModelLoadError
 
 Progress = Callable[[str, float | None], None]
-DEMO = "demo"
+NamedModel = Callable[[Progress], Path]
+_named: dict[str, NamedModel] = {}
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What a model needs; skips the original PyTorch weights some repos also carry.
 ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken",
@@ -24,6 +26,16 @@ ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.
 
 def _no_progress(message: str, fraction: float | None) -> None:
     pass
+
+
+def register_named_model(name: str, resolve: NamedModel) -> None:
+    """Make ``--model NAME`` mean the folder ``resolve(progress)`` returns (built on demand)."""
+    _named[name] = resolve
+
+
+def is_named_model(spec: str) -> bool:
+    """Whether ``spec`` is a registered model name such as ``demo``."""
+    return spec in _named
 
 
 def looks_like_path(spec: str) -> bool:
@@ -38,10 +50,9 @@ def resolve_model_path(
 ) -> Path:
     """The local folder for ``spec``; raises ModelLoadError with one line naming the cause."""
     progress = progress or _no_progress
-    if spec == DEMO:
-        from harmony_tui.demo.build import ensure_demo_model
-
-        return ensure_demo_model(progress)
+    named = _named.get(spec)
+    if named is not None:
+        return named(progress)
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -54,8 +65,9 @@ def resolve_model_path(
     if REPO_ID.match(spec):
         return hub_snapshot(spec, progress)
     where = f" or a folder under {models_dir}" if models_dir else ""
+    names = "".join(f"{name!r}, " for name in _named)
     raise ModelLoadError(
-        f"model {spec!r} not found: expected 'demo', a model folder{where}, "
+        f"model {spec!r} not found: expected {names}a model folder{where}, "
         "or a Hugging Face repo id like owner/name"
     )
 

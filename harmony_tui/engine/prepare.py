@@ -48,8 +48,8 @@ from harmony_tui.engine.sampling import check_params, one_line
 from harmony_tui.errors import ContextLengthExceeded, HarmonyTuiError
 
 if TYPE_CHECKING:
-    from harmony_tui.engine.engine import TurnRequest
     from harmony_tui.engine.loader import LoadedModel
+    from harmony_tui.engine.turns import TurnRequest
 
 MAX_RUN_BYTES = 32_768  # longest run without a break a message may hold (~0.5 s to tokenize)
 IN_PROCESS_BUDGET_S = 0.05  # estimated render time above which a child process renders

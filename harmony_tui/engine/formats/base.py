@@ -59,6 +59,11 @@ class ChatFormat(Protocol):
         """Tokens to text (invalid bytes replaced)."""
         ...
 
+    def checkpoint_positions(self, tokens: Sequence[int]) -> list[int]:
+        """Positions in ``tokens`` where a later prompt may diverge (message starts); the
+        prompt cache checkpoints there while prefilling."""
+        ...
+
 
 def split_turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
     """Split a history into its leading system/developer messages and turns.

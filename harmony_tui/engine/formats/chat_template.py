@@ -100,6 +100,10 @@ class ChatTemplateFormat:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def checkpoint_positions(self, tokens: Sequence[int]) -> list[int]:
+        """None known: checkpoints are taken at the end of each prompt only."""
+        return []
+
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))
 

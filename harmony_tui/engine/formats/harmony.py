@@ -35,6 +35,8 @@ from harmony_tui.engine.formats.harmony_decoder import (  # noqa: F401 (re-expor
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 
+USER = 1428  # "user" in o200k_harmony: the role token after <|start|>
+
 
 class HarmonyFormat:
     """Harmony rendering and decoding for gpt_oss models."""
@@ -94,6 +96,12 @@ class HarmonyFormat:
 
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode(text, allowed_special="all")
+
+    def checkpoint_positions(self, tokens: Sequence[int]) -> list[int]:
+        """Where a later prompt may diverge from ``tokens``: before each ``<|start|>user``
+        (an edit, a regenerated older turn, or old turns dropped to fit the context)."""
+        return [i for i, token in enumerate(tokens[:-1])
+                if token == START and tokens[i + 1] == USER]
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self.encoding.decode(list(tokens))
