@@ -77,8 +77,10 @@ class TurnView:
                 if event.total:
                     status.detail = f"{100 * event.processed // event.total}%"
             elif isinstance(event, ContextTrimmed):
-                self.widget.add_note(f"dropped {event.dropped_messages} old messages "
-                                     f"({event.dropped_tokens} tokens) to fit {event.limit}")
+                if getattr(event, "new", True):  # said once per trim, not at every turn
+                    self.widget.add_note(f"dropped {event.dropped_messages} earlier messages "
+                                         f"({event.dropped_tokens} tokens) to fit the "
+                                         f"{event.limit}-token context")
             elif isinstance(event, ToolCall):
                 await self._show_call(event)
             elif isinstance(event, ParseIssue):
