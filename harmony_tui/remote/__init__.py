@@ -10,7 +10,7 @@ from harmony_tui.remote.engine import RemoteEngine, RemoteModel
 
 BACKENDS = ("mlx", "openai")
 
-__all__ = ["BACKENDS", "RemoteEngine", "RemoteModel", "new_engine"]
+__all__ = ["BACKENDS", "RemoteEngine", "RemoteModel", "new_engine", "start_engine"]
 
 
 def new_engine(backend: str = "mlx", *, base_url: str | None = None, api_key: str | None = None,
@@ -26,3 +26,15 @@ def new_engine(backend: str = "mlx", *, base_url: str | None = None, api_key: st
     from harmony_tui.engine.engine import Engine
 
     return Engine(models_dir=models_dir)
+
+
+def start_engine(remote: Any, model: str | None, *, models_dir: Path | None = None,
+                 progress: Any = None) -> Any:
+    """An engine with ``model`` loaded (blocks): local, or on the server ``remote`` names
+    (``config.settings.Remote``: backend, base_url, api_key, timeout)."""
+    if remote is not None and remote.backend == "openai":
+        return RemoteEngine.start(model, base_url=remote.base_url, api_key=remote.api_key,
+                                  timeout=remote.timeout, progress=progress)
+    from harmony_tui.engine.engine import Engine
+
+    return Engine.start(model or "demo", models_dir=models_dir, progress=progress)

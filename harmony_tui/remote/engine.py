@@ -30,7 +30,7 @@ from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.errors import HarmonyTuiError, ModelLoadError
-from harmony_tui.remote.request import request_body, unsent_settings
+from harmony_tui.remote.request import NOT_SENT, request_body, unsent_settings
 from harmony_tui.remote.stream import ChunkReader
 
 DEFAULT_TIMEOUT = 300.0  # seconds without a byte from the server before a turn gives up
@@ -148,6 +148,7 @@ class RemoteEngine:
         return stream
 
     submit_batched = submit  # the remote server does its own batching
+    not_sent_fields = NOT_SENT  # settings no request can carry: name -> why (the sidebar)
 
     def unsent_settings(self, params: GenerationParams,
                         setup: PromptSetup | None = None) -> dict[str, str]:

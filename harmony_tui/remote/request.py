@@ -4,7 +4,8 @@ The prompt setup's instructions become a leading ``system`` message, example dia
 next as ordinary turns, then the history: consecutive assistant messages of one step are folded
 into one OpenAI assistant message (analysis -> ``reasoning_content``, final or commentary text
 -> ``content``, calls -> ``tool_calls``), tool results become ``tool`` messages answering the
-call they follow. Call ids are made up per request (``call_1``, ``call_2``...): our messages do
+call they follow (arguments that are not JSON, such as code for ``python``, are sent as a
+JSON string). Call ids are made up per request (``call_1``, ``call_2``...): our messages do
 not keep the remote's ids, and the remote only needs each result to name its call.
 
 Generation settings with an OpenAI field are always sent; the extension fields that vLLM,
@@ -15,6 +16,7 @@ at all is listed by ``unsent_settings`` for the front ends to show.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,7 +129,8 @@ def _history(messages: Sequence[Message], ids: _CallIds) -> list[dict[str, Any]]
         if msg.recipient:
             current.setdefault("tool_calls", []).append({
                 "id": ids.new(), "type": "function",
-                "function": {"name": tool_name(msg.recipient), "arguments": msg.content}})
+                "function": {"name": tool_name(msg.recipient),
+                             "arguments": json_arguments(msg.content)}})
         elif msg.channel == "analysis":
             current["reasoning_content"] = _joined(current.get("reasoning_content"),
                                                    msg.content)
@@ -137,6 +140,17 @@ def _history(messages: Sequence[Message], ids: _CallIds) -> list[dict[str, Any]]
         if item["role"] == "assistant" and item.get("tool_calls") and not item["content"]:
             item["content"] = None
     return out
+
+
+def json_arguments(text: str) -> str:
+    """Call arguments as JSON text: servers decode them (``mlx_lm.server`` fails on anything
+    else), so code written to ``python`` (only raw-Harmony servers hand such calls back) is
+    sent as a JSON string."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def _joined(before: str | None, text: str) -> str:
