@@ -15,8 +15,8 @@ from typing import Any
 
 from harmony_tui.engine.events import EndReason, Event
 
-SPECIAL = re.compile(r"<\|[a-z_]+\|>")
-LONGEST_SPECIAL = 20  # characters: longer than any Harmony special token
+# The start of a special token at the end of a piece: held until the next piece completes it.
+PARTIAL_SPECIAL = re.compile(r"<(\|[a-z_]{0,16}\|?)?$")
 MARKERS = ("<|channel|>", "<|start|>", "<|message|>", "<|constrain|>")
 
 
@@ -48,9 +48,9 @@ class HarmonyText:
 
     def feed(self, text: str) -> list[Event]:
         text = self._held + text
-        cut = text.rfind("<|")
-        if cut >= 0 and "|>" not in text[cut:] and len(text) - cut < LONGEST_SPECIAL:
-            text, self._held = text[:cut], text[cut:]
+        partial = PARTIAL_SPECIAL.search(text)
+        if partial is not None:
+            text, self._held = text[:partial.start()], partial.group()
         else:
             self._held = ""
         return self._tokens(text)
