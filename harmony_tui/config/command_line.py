@@ -51,9 +51,12 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
                            metavar=None if choices else kind.__name__.upper(), help=help_text)
 
 
-def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True) -> None:
+def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True,
+                    remote: bool = True) -> None:
     """Model, prompt config, profile, chat, tool and remote-engine flags. ``api_key`` False
-    leaves ``--api-key`` to a parser that already has it (the top level's, from ``--serve``)."""
+    leaves ``--api-key`` to a parser that already has it (the top level's, from ``--serve``);
+    ``remote`` False leaves out the remote engine's flags (the API server serves a local
+    model)."""
     parser.add_argument("--model", "-m", default=argparse.SUPPRESS,
                         help="a model folder, a Hugging Face repo id (owner/name) or 'demo' "
                         "(default: demo)")
@@ -67,6 +70,18 @@ def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True) -> No
                         help="profiles file (default: profiles.yaml in the config dir)")
     parser.add_argument("--chat", type=chat_arg, default=argparse.SUPPRESS, metavar="NAME",
                         help="create or resume the saved chat chats_dir/NAME.json")
+    if remote:
+        _add_remote_flags(parser, api_key)
+    tools = parser.add_argument_group("tools")
+    tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model run Python code (in a separate process)")
+    tools.add_argument("--browser", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model search and read the web")
+    tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
+                       help="let the model edit files under the current folder")
+
+
+def _add_remote_flags(parser: argparse.ArgumentParser, api_key: bool) -> None:
     remote = parser.add_argument_group("remote engine (docs/remote.md)")
     remote.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS,
                         help="mlx: run the model here (default); openai: use the model of an "
@@ -80,13 +95,6 @@ def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True) -> No
     remote.add_argument("--remote-timeout", type=float, default=argparse.SUPPRESS,
                         metavar="SECONDS", help="give up on a remote that sends nothing for "
                         "this long (default: 300)")
-    tools = parser.add_argument_group("tools")
-    tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model run Python code (in a separate process)")
-    tools.add_argument("--browser", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model search and read the web")
-    tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
-                       help="let the model edit files under the current folder")
 
 
 # --flag -> voice settings field (the voice: section of the configs; these override it)
