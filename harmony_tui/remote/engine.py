@@ -63,6 +63,12 @@ class RemoteTurnStream(TurnStream):
         super().__init__(request_id, notify)
         self._on_cancel = on_cancel
 
+    def put(self, event: Event) -> None:
+        super().put(event)
+        # Wake the reader for every event: the local engine spaces wake-ups to spare its
+        # generation thread GIL hand-offs; here each one would only delay the text.
+        self._wake.set()
+
     def cancel(self) -> None:
         already = self.cancelled
         super().cancel()
