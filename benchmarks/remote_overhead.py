@@ -5,7 +5,8 @@ A remote server runs as its own process on the demo model: our ``--serve`` (defa
 ``--tokens`` tokens: stop tokens suppressed with ``logit_bias``) is sent alternately by the
 openai SDK and by ``RemoteEngine`` (read from its ``TurnStream`` as the front ends do), so
 server-side variation hits both alike. Measured at the reader for both: time to first token
-(request sent -> first text) and tokens per second (the server's ``usage`` completion tokens
+(request sent -> first text; for raw Harmony, the first text after the message header, as
+the person sees it) and tokens per second (the server's ``usage`` completion tokens
 over first -> last text). Prints the medians and the ratio; the target is overhead <= 5 %.
 
     python benchmarks/remote_overhead.py [--remote ours|mlx_lm] [--tokens 256] [--rounds 8]
@@ -31,6 +32,7 @@ def sdk_once(client, model: str, tokens: int) -> tuple[float, float]:
     started = time.perf_counter()
     first = last = None
     generated = 0
+    seen = ""  # raw Harmony (mlx_lm.server): the first text is the one after the header
     stream = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], stream=True,
         max_tokens=tokens, temperature=0, logit_bias={str(t): -100 for t in STOPS},
@@ -43,8 +45,11 @@ def sdk_once(client, model: str, tokens: int) -> tuple[float, float]:
             text = (delta.content or getattr(delta, "reasoning_content", None)
                     or getattr(delta, "reasoning", None))
             if text:
+                seen += text
                 last = time.perf_counter()
-                first = first or last
+                if first is None and (not seen.startswith("<|") or (
+                        "<|message|>" in seen and not seen.endswith("<|message|>"))):
+                    first = last
     return first - started, (generated - 1) / (last - first)
 
 
