@@ -29,7 +29,7 @@ from harmony_tui.config.placeholders import Clock
 from harmony_tui.config.prompt_config import PromptConfig
 from harmony_tui.config.user_config import load_state, save_state
 from harmony_tui.conversation import Conversation, LocalCalls, TurnFinished
-from harmony_tui.engine.engine import Engine, TurnRequest, TurnStream
+from harmony_tui.engine.engine import TurnRequest, TurnStream
 from harmony_tui.engine.events import (
     TurnStart,
 )
@@ -37,6 +37,7 @@ from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.exit_signals import ExitSignals, Terminal
 from harmony_tui.logs import configure_file_log, logger
+from harmony_tui.remote import new_engine
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.lock import (
     ChatLock,
@@ -127,7 +128,14 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.param_origins: dict[str, str] = dict(settings.origins) if settings else {}
         self.server = None  # the embedded API server while it runs
         self.toolset = ToolSet(tools or (settings.prompt.tools if settings else ToolsConfig()))
-        self.engine = Engine(models_dir=models_dir)
+        remote = settings.remote if settings is not None else None
+        # A local Engine, or a RemoteEngine on an OpenAI-compatible server (--backend openai).
+        self.engine = new_engine(remote.backend if remote else "mlx",
+                                 base_url=remote.base_url if remote else None,
+                                 api_key=remote.api_key if remote else None,
+                                 timeout=remote.timeout if remote else None,
+                                 models_dir=models_dir)
+        self.first_spec = settings.model_for_engine() if settings is not None else model
         self.turn: TurnView | None = None
         self.model_name = ""
         self.model_ready = False
@@ -225,7 +233,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.prompt.focus()
         self._terminal = Terminal()
         self._exit_signals.install(asyncio.get_running_loop())
-        self.load_model(self.model_spec)
+        self.load_model(self.first_spec)
         if self.startup_notice:
             self.notify(self.startup_notice, severity="warning", timeout=15)
         self.start_tools(self.toolset)

@@ -30,15 +30,19 @@ class ModelMixin:
     # -- model ----------------------------------------------------------------------------------
 
     @work(exclusive=True, group="load")
-    async def load_model(self, spec: str) -> None:
+    async def load_model(self, spec: str | None) -> None:
         """Load ``spec`` without blocking the UI; errors become a notification and a note."""
         with contextlib.suppress(NoMatches):  # the app closed while the model was loading
             await self._load_model(spec)
 
-    async def _load_model(self, spec: str) -> None:
+    async def _load_model(self, spec: str | None) -> None:
+        remote = getattr(self.engine, "base_url", None)  # a RemoteEngine's server
+        if spec is None:  # a remote engine: the model its server serves
+            spec = ""
+        shown = spec or f"the model of {remote}"
         self.model_ready = False
         self.status.state = "loading"
-        self.status.detail = spec
+        self.status.detail = shown
         bar = self.query_one("#load-progress", ProgressBar)
         bar.display = True
         bar.update(total=None, progress=0)
@@ -47,12 +51,12 @@ class ModelMixin:
             self.post_message(LoadProgress(text, fraction))
 
         try:
-            loaded = await asyncio.wrap_future(self.engine.load(spec, progress))
+            loaded = await asyncio.wrap_future(self.engine.load(spec or None, progress))
         except Exception as err:  # ModelLoadError or an unexpected failure
             bar.display = False
             self.status.state = "error" if not self.model_name else "idle"
             self.status.detail = ""
-            message = f"Could not load {spec}: {err}"
+            message = f"Could not load {shown}: {err}"
             logger.error(message)
             self.notify(message, severity="error", timeout=10)
             await self.conversation.add_note(message, error=True)
@@ -62,11 +66,17 @@ class ModelMixin:
         logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
         self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
         first = not self.model_name
-        self.model_spec = spec
+        self.model_spec = spec or loaded.name
         self.model_name = loaded.name
         self.settings.context_limit = loaded.context_limit
+        not_sent = getattr(self.engine, "not_sent_fields", {})
+        self.settings.not_sent = dict(not_sent)
         self.settings.settings_list.refresh()
-        self.status.model_name = loaded.name
+        if not_sent:
+            self.settings.show_message("✗ not sent to the remote server: " + "; ".join(
+                f"{name.replace('_', ' ')} ({why})" for name, why in not_sent.items()
+                if name != "xtc_special_tokens"))
+        self.status.model_name = loaded.name + (f" @ {remote}" if remote else "")
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"
         self.status.detail = ""
@@ -93,6 +103,12 @@ class ModelMixin:
             bar.update(total=100, progress=100 * message.fraction)
 
     def action_pick_model(self) -> None:
+        served = getattr(getattr(self.engine, "model", None), "served", None)
+        if served is not None:  # a remote engine: the models its server serves
+            self.search_commands([(spec, (lambda spec=spec: self._switch_model(spec)),
+                                   f"Use {spec} on {self.engine.base_url}") for spec in served],
+                                 placeholder="Use a model of the remote server…")
+            return
         from harmony_tui.engine.catalog import local_models
 
         commands = [

@@ -44,6 +44,10 @@ class ServerMixin:
         if not self.model_ready:
             self.notify("Load a model before starting the API server", severity="warning")
             return
+        if getattr(self.engine.model, "remote", False):
+            self.notify("The API server serves a model loaded here; this app uses a remote "
+                        "server's model (--backend openai)", severity="warning", timeout=8)
+            return
         from harmony_tui.server.cli_args import server_toolset
         from harmony_tui.server.runner import EmbeddedServer
 

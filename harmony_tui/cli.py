@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show answers as plain text instead of Markdown")
     parser.add_argument("--voice", action="store_true",
                         help="start with push-to-talk voice on (Ctrl+Space listens)")
-    add_model_flags(parser)
+    add_model_flags(parser, api_key=False)  # --api-key comes with the server's flags
     add_sampling_flags(parser)
     add_voice_flags(parser)
     from harmony_tui.server.cli_args import add_serve_arguments
@@ -290,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "voice": cmd_voice}
     if getattr(args, "serve", False) and args.command is None:
         from harmony_tui.server.cli_args import run_serve
+
+        if flag(args, "backend") == "openai":
+            print(f"{PROG}: error: --serve serves a model loaded here; --backend openai is for "
+                  "the app, generate and voice (see docs/remote.md)", file=sys.stderr)
+            return 2
 
         handlers[None] = run_serve
     try:

@@ -113,11 +113,12 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     SIGTERM and SIGHUP stop the turn, save it (marked stopped) and raise ``KeyboardInterrupt``
     or ``Terminated``.
     """
-    from harmony_tui.engine.engine import Engine
     from harmony_tui.logs import configure_file_log
+    from harmony_tui.remote import start_engine
 
     configure_file_log(settings.logs_dir)
-    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
+    engine = start_engine(settings.remote, settings.model_for_engine(),
+                          models_dir=settings.models_dir, progress=progress)
     if progress is not None:
         progress.done()
     try:
@@ -144,6 +145,12 @@ async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: 
         print(f"{prog}: warning: {error}", file=sys.stderr)
     session = open_session(settings, lock)
     printer = Printer(json_mode, show_thinking, sys.stdout, sys.stderr)
+    setup = toolset.declare(settings.prompt.setup(expand))
+    unsent = getattr(engine, "unsent_settings", None)
+    for name, why in (unsent(settings.params, setup) if unsent else {}).items():
+        print(f"{prog}: warning: {name} is not sent to the remote server: {why}",
+              file=sys.stderr)
+    model_name = engine.model.name if engine.model is not None else settings.model
 
     async def approver(call: ToolInvocation, request: ApprovalRequest) -> Decision:
         namespace = call.recipient.split(".", 1)[0] if not call.recipient.startswith(
@@ -162,9 +169,8 @@ async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: 
     analysis: list[str] = []
     try:
         session.add_user(expand(prompt))
-        request = TurnRequest(session.messages, toolset.declare(settings.prompt.setup(expand)),
-                              settings.params, today=clock.today())
-        turn = conversation.run_turn(request, model=settings.model,
+        request = TurnRequest(session.messages, setup, settings.params, today=clock.today())
+        turn = conversation.run_turn(request, model=model_name,
                                      record_params=settings.params.model_dump(mode="json"))
         async with stopper.installed():
             try:

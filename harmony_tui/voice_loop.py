@@ -55,11 +55,12 @@ class Lines:
 def run_voice(settings: Any, *, input_wav: Path | None, output_wav: Path | None,
               progress: Any = None, prog: str = "harmony-tui", lock: Any = None) -> int:
     """Load the model and the voice, then talk until the end of input. Exit status 0."""
-    from harmony_tui.engine.engine import Engine
     from harmony_tui.logs import configure_file_log
+    from harmony_tui.remote import start_engine
 
     configure_file_log(settings.logs_dir)
-    engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
+    engine = start_engine(settings.remote, settings.model_for_engine(),
+                          models_dir=settings.models_dir, progress=progress)
     if progress is not None:
         progress.done()
     try:
@@ -214,7 +215,7 @@ class VoiceLoop:
         spoken = self.voice.spoken_turn()
         finished: TurnFinished | None = None
         async for events in self.conversation.run_turn(
-                request, model=settings.model,
+                request, model=getattr(self.engine.model, "name", None) or settings.model,
                 record_params=settings.params.model_dump(mode="json")):
             if spoken is not None:
                 spoken.feed(events)

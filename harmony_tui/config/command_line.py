@@ -9,11 +9,14 @@ line (``server/cli_args.py``), so neither front end imports the other.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, get_args
 
 PROG = "harmony-tui"
+BACKENDS = ("mlx", "openai")
+REMOTE_KEY_ENV = "HARMONY_TUI_REMOTE_API_KEY"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,7 +51,12 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
                            metavar=None if choices else kind.__name__.upper(), help=help_text)
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
+def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True,
+                    remote: bool = True) -> None:
+    """Model, prompt config, profile, chat, tool and remote-engine flags. ``api_key`` False
+    leaves ``--api-key`` to a parser that already has it (the top level's, from ``--serve``);
+    ``remote`` False leaves out the remote engine's flags (the API server serves a local
+    model)."""
     parser.add_argument("--model", "-m", default=argparse.SUPPRESS,
                         help="a model folder, a Hugging Face repo id (owner/name) or 'demo' "
                         "(default: demo)")
@@ -62,6 +70,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="profiles file (default: profiles.yaml in the config dir)")
     parser.add_argument("--chat", type=chat_arg, default=argparse.SUPPRESS, metavar="NAME",
                         help="create or resume the saved chat chats_dir/NAME.json")
+    if remote:
+        _add_remote_flags(parser, api_key)
     tools = parser.add_argument_group("tools")
     tools.add_argument("--python", action="store_true", default=argparse.SUPPRESS,
                        help="let the model run Python code (in a separate process)")
@@ -69,6 +79,22 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                        help="let the model search and read the web")
     tools.add_argument("--apply-patch", action="store_true", default=argparse.SUPPRESS,
                        help="let the model edit files under the current folder")
+
+
+def _add_remote_flags(parser: argparse.ArgumentParser, api_key: bool) -> None:
+    remote = parser.add_argument_group("remote engine (docs/remote.md)")
+    remote.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS,
+                        help="mlx: run the model here (default); openai: use the model of an "
+                        "OpenAI-compatible server at --base-url")
+    remote.add_argument("--base-url", default=argparse.SUPPRESS, metavar="URL",
+                        help="the remote server's API root, e.g. http://gpu-box:8000/v1")
+    if api_key:
+        remote.add_argument("--api-key", default=argparse.SUPPRESS, metavar="KEY",
+                            help=f"the remote server's API key (prefer ${REMOTE_KEY_ENV}: a "
+                            "command line is visible to other users)")
+    remote.add_argument("--remote-timeout", type=float, default=argparse.SUPPRESS,
+                        metavar="SECONDS", help="give up on a remote that sends nothing for "
+                        "this long (default: 300)")
 
 
 # --flag -> voice settings field (the voice: section of the configs; these override it)
@@ -147,7 +173,10 @@ def resolve_settings(args: argparse.Namespace, *, warn: bool = True, read_chat: 
         model=flag(args, "model"), models_dir=flag(args, "models_dir"),
         profile=flag(args, "profile"), profiles_file=flag(args, "profiles_file"),
         prompt_config=flag(args, "prompt_config"), chat=flag(args, "chat"),
-        params={name: flag(args, name) for name in cli_fields()})
+        params={name: flag(args, name) for name in cli_fields()},
+        backend=flag(args, "backend"), base_url=flag(args, "base_url"),
+        api_key=flag(args, "api_key") or os.environ.get(REMOTE_KEY_ENV) or None,
+        remote_timeout=flag(args, "remote_timeout"))
     settings = resolve(choices, user, read_existing_chat=read_chat)
     settings.voice = voice_settings(args, settings)
     if warn:

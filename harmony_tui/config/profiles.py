@@ -12,7 +12,7 @@ coder:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,14 @@ class Profile(BaseModel):
     prompt_config: Path | None = Field(None, description="Prompt config file (relative to the "
                                        "profiles file).")
     description: str = Field("", description="Shown in listings.")
+    backend: Literal["mlx", "openai"] | None = Field(
+        None, description="mlx: run the model here; openai: use an OpenAI-compatible server "
+        "(base_url)")
+    base_url: str | None = Field(None, description="the remote server's API root, e.g. "
+                                 "http://gpu-box:8000/v1 (backend openai)")
+    api_key: str | None = Field(None, description="the remote server's API key (backend openai)")
+    remote_timeout: float | None = Field(None, gt=0, description="seconds without data before "
+                                         "a remote turn gives up (default 300)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Prompt-config and "
                                       "generation fields that win over the prompt config.")
 

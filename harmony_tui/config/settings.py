@@ -41,6 +41,24 @@ class Choices:
     prompt_config: Path | None = None
     chat: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    backend: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    remote_timeout: float | None = None
+
+
+@dataclass
+class Remote:
+    """Where the model runs: ``mlx`` (here) or ``openai`` (a server at ``base_url``)."""
+
+    backend: str = "mlx"
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.backend == "openai"
 
 
 @dataclass
@@ -61,6 +79,14 @@ class Settings:
     chat_log: ChatLog | None = None
     warnings: list[str] = field(default_factory=list)
     voice: Any = None  # VoiceSettings: user config < prompt config < command line
+    remote: Remote = field(default_factory=Remote)
+
+    def model_for_engine(self) -> str | None:
+        """The model to ask the engine for; None lets a remote engine take the one its server
+        serves (the model was not chosen anywhere, so the local default does not apply)."""
+        if self.remote.is_remote and self.origins.get("model") == "default":
+            return None
+        return self.model
 
 
 def resolve(choices: Choices, user: UserConfig | None = None, *,
@@ -136,10 +162,35 @@ def resolve(choices: Choices, user: UserConfig | None = None, *,
     model, origins["model"] = next((m, o) for m, o in model_layers if m)
     models_dir = choices.models_dir or (Path(user.models_dir) if user.models_dir
                                         else Path("models"))
-    return Settings(model=model, models_dir=models_dir, prompt=prompt, params=params,
+    remote = resolve_remote(choices, profile, user, profile_source)
+    return Settings(remote=remote, model=model, models_dir=models_dir, prompt=prompt, params=params,
                     origins=origins, user=user, profile=profile_name,
                     prompt_config_path=prompt_path, chats_dir=chats_dir, logs_dir=logs_dir,
                     chat_path=chat_file, chat_log=chat_log, warnings=warnings)
+
+
+def resolve_remote(choices: Choices, profile: Profile | None, user: UserConfig,
+                   profile_source: str = "profile") -> Remote:
+    """The engine's backend and server: command line > profile > user config > local MLX."""
+    def pick(name: str, flag_value: Any) -> Any:
+        for value in (flag_value, getattr(profile, name, None) if profile else None,
+                      getattr(user, name, None)):
+            if value is not None:
+                return value
+        return None
+
+    backend = pick("backend", choices.backend) or "mlx"
+    remote = Remote(backend, pick("base_url", choices.base_url), pick("api_key", choices.api_key),
+                    pick("remote_timeout", choices.remote_timeout))
+    if remote.is_remote and not remote.base_url:
+        raise ConfigError("backend openai needs a server: --base-url URL (or base_url in the "
+                          "config or the profile), e.g. http://127.0.0.1:8000/v1")
+    if remote.base_url and not remote.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"base_url={remote.base_url!r}: expected an http:// or https:// URL, "
+                          "e.g. http://127.0.0.1:8000/v1")
+    if remote.timeout is not None and remote.timeout <= 0:
+        raise ConfigError(f"remote_timeout={remote.timeout}: must be more than 0 seconds")
+    return remote
 
 
 def _saved_params(log: ChatLog) -> dict[str, Any]:

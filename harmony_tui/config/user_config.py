@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,6 +76,14 @@ class UserConfig(BaseModel):
     truncate_response: int | None = Field(None, ge=1,
                                           description="show at most this many characters of an "
                                           "answer (display only)")
+    backend: Literal["mlx", "openai"] | None = Field(
+        None, description="mlx: run the model here; openai: use an OpenAI-compatible server "
+        "(base_url)")
+    base_url: str | None = Field(None, description="the remote server's API root, e.g. "
+                                 "http://gpu-box:8000/v1 (backend openai)")
+    api_key: str | None = Field(None, description="the remote server's API key (backend openai)")
+    remote_timeout: float | None = Field(None, gt=0, description="seconds without data before "
+                                         "a remote turn gives up (default 300)")
     voice: VoiceSettings = Field(default_factory=lambda: VoiceSettings(),
                                  description="push-to-talk voice (see the voice reference)")
 

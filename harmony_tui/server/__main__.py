@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = OneLineParser(prog=f"{PROG} --serve",
                            description="Serve a model over an OpenAI-compatible HTTP API.")
-    add_model_flags(parser)
+    add_model_flags(parser, remote=False)
     add_sampling_flags(parser)
     add_serve_arguments(parser)
     args = parser.parse_args(argv)

@@ -58,7 +58,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key", default=None, metavar="KEY",
                        help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
                        f"(default: ${API_KEY_ENV}, or server.api_key in the user config; "
-                       "prefer those: other local users can read a command line)")
+                       "prefer those: other local users can read a command line); with "
+                       "--backend openai (no --serve): the remote server's key")
     group.add_argument("--insecure", action="store_true", default=None,
                        help="serve even when it is risky: a non-loopback --host without an API "
                        "key, or --server-tools with --cors-origin '*' (refused otherwise)")

@@ -26,11 +26,10 @@ from pydantic import ValidationError
 
 from harmony_tui.engine.messages import FunctionTool, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
+from harmony_tui.engine.tool_names import default_content_type, recipient_for, tool_name
 from harmony_tui.server.errors import APIError, field_path
 from harmony_tui.server.schemas import ChatCompletionRequest, ContentPart, SamplingFields
 
-JSON_CONTENT = "<|constrain|>json"
-BUILTIN_CONTENT_TYPES = {"python": "code", "browser": "json"}
 MAX_REMEMBERED_CALLS = 4096
 MAX_STOPS = 4
 SAMPLING_FIELDS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
@@ -59,14 +58,6 @@ def remembered_call(call_id: str | None) -> tuple[str, str, str | None] | None:
         return _calls.get(call_id)
 
 
-def recipient_for(name: str, declared: Collection[str] = ()) -> tuple[str, str]:
-    """(recipient, channel) of a tool-call name as OpenAI clients see it; ``declared`` are the
-    request's function names (a function may be called ``python``)."""
-    if name not in declared and (name == "python" or name.startswith("browser.")):
-        return name, "analysis"
-    return f"functions.{name.removeprefix('functions.')}", "commentary"
-
-
 def call_message(call_id: str | None, name: str, arguments: str,
                  declared: Collection[str] = ()) -> Message:
     """An assistant tool call as the model wrote it (remembered) or would write it."""
@@ -75,15 +66,9 @@ def call_message(call_id: str | None, name: str, arguments: str,
         recipient, channel, content_type = known
     else:
         recipient, channel = recipient_for(name, declared)
-        content_type = JSON_CONTENT if channel == "commentary" else \
-            BUILTIN_CONTENT_TYPES.get(recipient.split(".", 1)[0])
+        content_type = default_content_type(recipient, channel)
     return Message("assistant", arguments, channel=channel, recipient=recipient,
                    content_type=content_type)
-
-
-def tool_name(recipient: str) -> str:
-    """The name clients see for a recipient: ``functions.X`` -> ``X``; built-ins unchanged."""
-    return recipient.removeprefix("functions.")
 
 
 def content_text(content: str | list[ContentPart] | None, where: str) -> str:

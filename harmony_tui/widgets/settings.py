@@ -23,8 +23,9 @@ from harmony_tui.engine.params import GenerationParams
 HELP = """\
 Generation settings for the next request. **Up/Down** choose a setting, **Left/Right** or
 **-/+** change it by its step, **Enter** types a value (`none` clears seed or context limit),
-**Delete** restores its starting value. Changed settings are marked with ●. Invalid values are
-refused with a message below the list.
+**Delete** restores its starting value. Changed settings are marked with ●; with a remote
+engine (`--backend openai`) settings no request can carry are struck through and marked ✗.
+Invalid values are refused with a message below the list.
 """
 
 FIELDS = ("temperature", "top_p", "top_k", "min_p", "min_tokens_to_keep", "xtc_probability",
@@ -126,6 +127,10 @@ class SettingsList(Widget, can_focus=True):
             shown = Text(format_value(name, value, self.sidebar.context_limit),
                          style=self.get_component_rich_style("settings-list--changed")
                          if changed else "")
+            if name in self.sidebar.not_sent:  # a remote engine cannot send it
+                label.stylize("dim strike")
+                table.add_row(label, shown, Text("✗", style="bold"))
+                continue
             table.add_row(label, shown, Text("●" if changed else " ", style="bold"))
         return table
 
@@ -177,6 +182,7 @@ class SettingsSidebar(Vertical):
         self.params = params
         self.baseline = params
         self.context_limit: int | None = None
+        self.not_sent: dict[str, str] = {}  # settings the engine cannot send: name -> why
         self._editing: str | None = None
 
     def compose(self) -> ComposeResult:
