@@ -109,7 +109,11 @@ class VoiceSession:
 
         def run() -> None:
             try:
-                future.set_result(self._transcribe_audio(audio, 16000))
+                with self._stt_lock:
+                    current = self._guess
+                    if current is None or current[1] is not future:  # speech went on
+                        raise RuntimeError("superseded by a later pause")
+                    future.set_result(self.stt.transcribe(audio, 16000).text)
             except BaseException as err:  # the real transcription reports it again
                 future.set_exception(err)
 
@@ -121,7 +125,7 @@ class VoiceSession:
         problem = recording_problem(recording)
         if problem is not None:
             return "", problem
-        guess, self._guess = self._guess, None
+        guess = self._guess
         text: str | None = None
         if guess is not None and np.array_equal(guess[0], recording.audio):
             try:
@@ -129,12 +133,12 @@ class VoiceSession:
                 self.speculative_hits += 1
             except Exception:  # transcribe again below, where the error is raised for real
                 text = None
+        self._guess = None
         if text is None:
             text = self._transcribe_audio(recording.audio, recording.sample_rate)
         if not text.strip():
             return "", "heard nothing I could understand; nothing was sent"
         return text, None
-
 
     @property
     def speaker(self) -> Speaker:
