@@ -8,7 +8,7 @@ minimums (1.0 = stages run back to back; below 1.0 they overlap):
 
   speech end -> end-pointed   the trailing silence VAD waits for (voice.silence_seconds)
   end-pointed -> transcript   faster-whisper, started when speech paused (so it overlaps
-                              the trailing silence)
+                              the trailing silence: voice/speculative.py)
   transcript -> first final token   the model (prompt + analysis channel + first answer token)
   first sentence -> first audio     piper synthesising the first sentence
   speech end -> first audio   overall, as the user hears it (also from the end-point, which is
@@ -45,24 +45,25 @@ def speech_wav(folder: Path, tts) -> Path:
     return write_wav(folder / "mic.wav", np.concatenate([pad, speech, tail]), SAMPLE_RATE)
 
 
-def one_turn(wav: Path, engine, voice) -> dict[str, float]:
+def one_turn(wav: Path, engine, guesser, tts, settings) -> dict[str, float]:
     from harmony_tui.engine.engine import TurnRequest
     from harmony_tui.engine.events import TextDelta, TurnEnd
     from harmony_tui.engine.messages import Message, PromptSetup
     from harmony_tui.engine.params import GenerationParams
     from harmony_tui.voice.audio_io import MemorySink, WavFileSource
     from harmony_tui.voice.speaker import Speaker, SpokenAnswer
+    from harmony_tui.voice.vad import EndpointConfig, Recorder
 
-    voice.source_factory = lambda: WavFileSource(wav, realtime=True)
-    recording = voice.listen().wait()
+    guesser.reset()
+    recording = Recorder(WavFileSource(wav, realtime=True), EndpointConfig.from_settings(settings),
+                         on_pause=guesser.on_pause).start().wait()
     end_pointed = time.monotonic()
     assert recording is not None and recording.usable, recording
     speech_end = recording.speech_end_time or end_pointed
-    text, problem = voice.transcribe(recording)
+    text = guesser.transcribe(recording)
     transcribed = time.monotonic()
-    assert problem is None, problem
     sink = MemorySink()
-    speaker = Speaker(voice.tts, sink)
+    speaker = Speaker(tts, sink)
     answer = SpokenAnswer(speaker)
     marks: dict[str, float] = {}
     done = threading.Event()
@@ -116,24 +117,28 @@ def main() -> None:
     args = parser.parse_args()
 
     from harmony_tui.engine.engine import Engine
-    from harmony_tui.voice.session import VoiceSession
     from harmony_tui.voice.settings import VoiceSettings
+    from harmony_tui.voice.speculative import SpeculativeTranscriber
+    from harmony_tui.voice.stt import make_stt
+    from harmony_tui.voice.tts import make_tts
 
-    voice = VoiceSession(VoiceSettings(tts_engine=args.tts, silence_seconds=args.silence))
+    settings = VoiceSettings(tts_engine=args.tts, silence_seconds=args.silence)
     started = time.monotonic()
-    voice.load()
-    stt, tts = voice.stt, voice.tts
+    stt, tts = make_stt(settings), make_tts(settings)
+    stt.load()
+    tts.load()
+    guesser = SpeculativeTranscriber(stt)
     stt.transcribe(np.full(16000, 1000, np.int16))  # warm up
     tts.synthesize("Warm up.")
     engine = Engine.start(args.model)
     print(f"loaded {stt.name}, {tts.name} and {args.model} in {time.monotonic() - started:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
         wav = args.wav or speech_wav(Path(tmp), tts)
-        one_turn(wav, engine, voice)  # warm up the model's prompt path
-        runs = [one_turn(wav, engine, voice) for _ in range(args.repeats)]
+        one_turn(wav, engine, guesser, tts, settings)  # warm up the model's prompt path
+        runs = [one_turn(wav, engine, guesser, tts, settings) for _ in range(args.repeats)]
     engine.close()
     print(f"transcripts taken from the transcription started at the pause: "
-          f"{voice.speculative_hits}/{args.repeats + 1}")
+          f"{guesser.hits}/{args.repeats + 1}")
     print(f"transcript matched the prompt in {sum(r['transcript_ok'] for r in runs):.0f}/"
           f"{len(runs)} runs")
     stages = ["speech end -> end-pointed", "end-pointed -> transcript",
