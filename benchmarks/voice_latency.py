@@ -1,13 +1,14 @@
 """Voice latency, stage by stage (run by hand; not a timed test).
 
-A recorded WAV (espeak-ng speaking a demo prompt) is the microphone, paced in real time; the
-Recorder end-points it, faster-whisper writes it down, the demo model answers, and piper speaks
-the first complete sentence of the final answer into a memory sink. Printed per stage (median
-over the repeats) and overall, with the ratio of the total to the sum of the stage minimums
-(1.0 = stages run back to back; below 1.0 they overlap):
+A recorded WAV (piper speaking a demo prompt, or --wav FILE) is the microphone, paced in real
+time; the Recorder end-points it, faster-whisper writes it down, the demo model answers, and
+piper speaks the first complete sentence of the final answer into a memory sink. Printed per
+stage (median over the repeats) and overall, with the ratio of the total to the sum of the stage
+minimums (1.0 = stages run back to back; below 1.0 they overlap):
 
   speech end -> end-pointed   the trailing silence VAD waits for (voice.silence_seconds)
-  end-pointed -> transcript   faster-whisper
+  end-pointed -> transcript   faster-whisper, started when speech paused (so it overlaps
+                              the trailing silence: voice/speculative.py)
   transcript -> first final token   the model (prompt + analysis channel + first answer token)
   first sentence -> first audio     piper synthesising the first sentence
   speech end -> first audio   overall, as the user hears it (also from the end-point, which is
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,22 +31,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's harmony_tui
 
-PROMPT = "Write hello world in Python."
+PROMPT = "Give me a packing list for a weekend trip."
 
 
-def speech_wav(folder: Path) -> Path:
-    from harmony_tui.voice.audio import SAMPLE_RATE, read_wav, resample, write_wav
+def speech_wav(folder: Path, tts) -> Path:
+    """The prompt spoken by ``tts`` with silence around it (espeak-ng's pronunciation trips
+    tiny.en up: "packing" becomes "parking")."""
+    from harmony_tui.voice.audio import SAMPLE_RATE, resample, write_wav
 
-    raw = folder / "espeak.wav"
-    subprocess.run(["espeak-ng", "-s", "160", "-w", str(raw), PROMPT], check=True)
-    samples, rate = read_wav(raw)
-    speech = resample(samples, rate, SAMPLE_RATE)
+    speech = resample(tts.synthesize(PROMPT), tts.sample_rate, SAMPLE_RATE)
     pad = np.zeros(SAMPLE_RATE // 2, np.int16)
     tail = np.zeros(SAMPLE_RATE * 2, np.int16)
     return write_wav(folder / "mic.wav", np.concatenate([pad, speech, tail]), SAMPLE_RATE)
 
 
-def one_turn(wav: Path, engine, stt, tts, silence: float) -> dict[str, float]:
+def one_turn(wav: Path, engine, guesser, tts, settings) -> dict[str, float]:
+    from harmony_tui.engine.engine import TurnRequest
     from harmony_tui.engine.events import TextDelta, TurnEnd
     from harmony_tui.engine.messages import Message, PromptSetup
     from harmony_tui.engine.params import GenerationParams
@@ -54,12 +54,13 @@ def one_turn(wav: Path, engine, stt, tts, silence: float) -> dict[str, float]:
     from harmony_tui.voice.speaker import Speaker, SpokenAnswer
     from harmony_tui.voice.vad import EndpointConfig, Recorder
 
-    recording = Recorder(WavFileSource(wav, realtime=True),
-                         EndpointConfig(silence_seconds=silence)).start().wait()
+    guesser.reset()
+    recording = Recorder(WavFileSource(wav, realtime=True), EndpointConfig.from_settings(settings),
+                         on_pause=guesser.on_pause).start().wait()
     end_pointed = time.monotonic()
     assert recording is not None and recording.usable, recording
     speech_end = recording.speech_end_time or end_pointed
-    transcript = stt.transcribe(recording.audio)
+    text = guesser.transcribe(recording)
     transcribed = time.monotonic()
     sink = MemorySink()
     speaker = Speaker(tts, sink)
@@ -82,9 +83,7 @@ def one_turn(wav: Path, engine, stt, tts, silence: float) -> dict[str, float]:
             answer.finish()
             done.set()
 
-    from harmony_tui.engine.engine import TurnRequest
-
-    engine.submit(TurnRequest([Message("user", transcript.text)], PromptSetup(),
+    engine.submit(TurnRequest([Message("user", text)], PromptSetup(),
                               GenerationParams(temperature=0)), notify=notify)
     done.wait(120)
     speaker.wait_idle(120)
@@ -92,10 +91,10 @@ def one_turn(wav: Path, engine, stt, tts, silence: float) -> dict[str, float]:
     first_audio = sink.first_sample_time or float("nan")
     if not getattr(one_turn, "shown", False):
         one_turn.shown = True  # type: ignore[attr-defined]
-        print(f"heard {transcript.text!r}; first sentence spoken: "
+        print(f"heard {text!r}; first sentence spoken: "
               f"{answer.sentences[0] if answer.sentences else None!r}")
     return {
-        "transcript_ok": float(transcript.text.strip().rstrip(".").lower()
+        "transcript_ok": float(text.strip().rstrip(".").lower()
                                == PROMPT.rstrip(".").lower()),
         "speech end -> end-pointed": end_pointed - speech_end,
         "end-pointed -> transcript": transcribed - end_pointed,
@@ -112,28 +111,34 @@ def main() -> None:
     parser.add_argument("--model", default="demo")
     parser.add_argument("--tts", default="piper", choices=["piper", "espeak-ng"])
     parser.add_argument("--silence", type=float, default=0.8, help="voice.silence_seconds")
+    parser.add_argument("--wav", type=Path, default=None,
+                        help="a recording to use as the microphone (default: piper speaks "
+                        f"{PROMPT!r})")
     args = parser.parse_args()
 
     from harmony_tui.engine.engine import Engine
     from harmony_tui.voice.settings import VoiceSettings
+    from harmony_tui.voice.speculative import SpeculativeTranscriber
     from harmony_tui.voice.stt import make_stt
     from harmony_tui.voice.tts import make_tts
 
-    settings = VoiceSettings(tts_engine=args.tts)
+    settings = VoiceSettings(tts_engine=args.tts, silence_seconds=args.silence)
     started = time.monotonic()
-    stt = make_stt(settings)
+    stt, tts = make_stt(settings), make_tts(settings)
     stt.load()
-    stt.transcribe(np.full(16000, 1000, np.int16))  # warm up
-    tts = make_tts(settings)
     tts.load()
+    guesser = SpeculativeTranscriber(stt)
+    stt.transcribe(np.full(16000, 1000, np.int16))  # warm up
     tts.synthesize("Warm up.")
     engine = Engine.start(args.model)
     print(f"loaded {stt.name}, {tts.name} and {args.model} in {time.monotonic() - started:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        wav = speech_wav(Path(tmp))
-        one_turn(wav, engine, stt, tts, args.silence)  # warm up the model's prompt path
-        runs = [one_turn(wav, engine, stt, tts, args.silence) for _ in range(args.repeats)]
+        wav = args.wav or speech_wav(Path(tmp), tts)
+        one_turn(wav, engine, guesser, tts, settings)  # warm up the model's prompt path
+        runs = [one_turn(wav, engine, guesser, tts, settings) for _ in range(args.repeats)]
     engine.close()
+    print(f"transcripts taken from the transcription started at the pause: "
+          f"{guesser.hits}/{args.repeats + 1}")
     print(f"transcript matched the prompt in {sum(r['transcript_ok'] for r in runs):.0f}/"
           f"{len(runs)} runs")
     stages = ["speech end -> end-pointed", "end-pointed -> transcript",

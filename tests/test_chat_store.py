@@ -60,6 +60,8 @@ PROMPT_SAMPLE = {
     "mlock": True,
     "logs_dir": "logs",
     "chats_dir": "/srv/chats",
+    "voice": {"stt_model": "base.en", "tts_engine": "espeak-ng", "rate": 1.2, "input_device": 2,
+              "silence_seconds": 1.5, "confirm": True, "speak_answers": False},
 }
 GENERATION_SAMPLE = {
     "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "min_tokens_to_keep": 3,
@@ -92,6 +94,8 @@ def test_every_config_field_round_trips(tmp_path: Path, suffix: str):
             assert dumped["tools"]["browser"] is not None  # from builtin_tools
         elif key == "logs_dir":
             assert config.logs_dir == tmp_path / "logs"  # relative to the config file
+        elif key == "voice":  # the rest of the section holds its defaults
+            assert {k: dumped["voice"][k] for k in value} == value
         else:
             assert dumped[key] == value, key
     params = GenerationParams().updated(**overrides)

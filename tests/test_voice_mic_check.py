@@ -102,7 +102,10 @@ def test_mic_check_rejects_a_bad_seconds_value():
 
 
 def test_mic_check_meter_line():
+    from harmony_tui.voice import audio, mic_check
     from harmony_tui.voice.mic_check import meter
+
+    assert mic_check.SILENCE_DBFS == audio.SILENCE_DBFS
 
     line = meter(-35.0, 1.25, -12.0, -50.0)
     assert line.startswith("level  -35.0 dBFS |") and "peak  -12.0" in line

@@ -11,10 +11,9 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from harmony_tui.voice.audio import SILENCE_DBFS
-
 METER_WIDTH = 30
 FLOOR_DB = -70.0
+SILENCE_DBFS = -100.0  # as harmony_tui.voice.audio (not imported here: it needs numpy)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -170,10 +170,10 @@ class MlxAudioSTT:
     """mlx-audio speech-to-text on Apple Silicon (Whisper or Parakeet models).
 
     Not exercised by tests: mlx-audio needs Metal. The model is a Hugging Face repo id such as
-    ``mlx-community/whisper-tiny.en-mlx`` or ``mlx-community/parakeet-tdt-0.6b-v2``.
+    ``mlx-community/whisper-tiny`` or ``mlx-community/parakeet-tdt-0.6b-v2``.
     """
 
-    DEFAULT_MODEL = "mlx-community/whisper-tiny.en-mlx"
+    DEFAULT_MODEL = "mlx-community/whisper-tiny"
 
     def __init__(self, model: str | None = None, *, progress: Progress | None = None) -> None:
         self.model_spec = model or self.DEFAULT_MODEL

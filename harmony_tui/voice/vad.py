@@ -24,6 +24,7 @@ FRAME_SECONDS = 0.03  # webrtcvad takes 10, 20 or 30 ms frames
 START_SECONDS = 0.09  # this much speech (in a row) starts an utterance
 PREROLL_SECONDS = 0.3  # kept before the detected start (the first consonant)
 TAIL_SECONDS = 0.25  # kept after the last speech frame
+PAUSE_SECONDS = 0.3  # silence after speech that may be the end: on_pause fires (speculation)
 
 EndReason = Literal["silence", "max_seconds", "stopped", "cancelled", "end_of_input", "error"]
 
@@ -111,13 +112,14 @@ class Endpointer:
         self._carry = data[whole:].copy()
         return self.end is not None
 
-    def utterance(self, audio: np.ndarray) -> np.ndarray:
+    def utterance(self, audio: np.ndarray, end: int | None = None) -> np.ndarray:
         """The part of ``audio`` (everything fed) worth transcribing: the speech with a little
-        margin, or all of it when no speech was found."""
+        margin, or all of it when no speech was found. ``end`` (a sample) overrides where the
+        speech ends (default: where it ended, else the end of ``audio``)."""
         if self.start is None:
             return audio
         first = max(0, self.start - int(PREROLL_SECONDS * self.sample_rate))
-        last = self.end if self.end is not None else audio.size
+        last = end if end is not None else self.end if self.end is not None else audio.size
         return audio[first:min(audio.size, last + int(TAIL_SECONDS * self.sample_rate))]
 
 
@@ -132,6 +134,7 @@ class Recording:
     sample_rate: int = SAMPLE_RATE
     error: str | None = None
     speech_end_time: float | None = None  # monotonic time the last speech frame was read
+    speech_end_sample: int | None = None  # where the last speech frame ended
 
     @property
     def cancelled(self) -> bool:
@@ -152,16 +155,21 @@ class Recorder:
     ``start()`` opens the source and listens; it ends by itself after the trailing silence,
     ``max_seconds`` or the end of the input, or when the caller calls ``stop()`` (send what was
     said) or ``cancel()``. ``on_level(level_db, elapsed)`` is called for every block, and
-    ``on_done(recording)`` once, both from the recorder's thread.
+    ``on_done(recording)`` once, both from the recorder's thread. ``on_pause(audio,
+    speech_end_sample)`` fires when speech has paused for ``PAUSE_SECONDS``, with the utterance
+    as it would be if it ended there: a caller may start transcribing it while the rest of the
+    trailing silence is awaited (``Recording.speech_end_sample`` tells whether it did end there).
     """
 
     def __init__(self, source: AudioSource, config: EndpointConfig = EndpointConfig(), *,
                  on_level: LevelCallback | None = None,
-                 on_done: Callable[[Recording], None] | None = None) -> None:
+                 on_done: Callable[[Recording], None] | None = None,
+                 on_pause: Callable[[np.ndarray, int], None] | None = None) -> None:
         self.source = source
         self.config = config
         self.on_level = on_level
         self.on_done = on_done
+        self.on_pause = on_pause
         self._request: EndReason | None = None
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
@@ -197,6 +205,7 @@ class Recorder:
         reason: EndReason = "end_of_input"
         error: str | None = None
         speech_end_time: float | None = None
+        paused_at: int | None = None
         block = endpointer.frame
         total = 0
         try:
@@ -217,6 +226,12 @@ class Recorder:
                     speech_end_time = time.monotonic()
                 if self.on_level is not None:
                     self.on_level(endpointer.level, total / SAMPLE_RATE)
+                last = endpointer.last_speech
+                if (self.on_pause is not None and endpointer.started and not ended
+                        and last is not None and last != paused_at
+                        and endpointer.samples - last >= PAUSE_SECONDS * SAMPLE_RATE):
+                    paused_at = last
+                    self.on_pause(endpointer.utterance(np.concatenate(chunks), last), last)
                 if ended:
                     reason = "silence"
                     break
@@ -238,7 +253,7 @@ class Recorder:
         self.recording = Recording(
             audio=endpointer.utterance(audio), reason=reason,
             speech_detected=endpointer.started, seconds=total / SAMPLE_RATE, error=error,
-            speech_end_time=speech_end_time)
+            speech_end_time=speech_end_time, speech_end_sample=endpointer.last_speech)
         self._done.set()
         if self.on_done is not None:
             self.on_done(self.recording)
