@@ -42,6 +42,7 @@ class VoiceControl:
         self.on_speaking = on_speaking
         self.progress = progress
         self.stt: Any = None
+        self.guesser: Any = None  # SpeculativeTranscriber: transcribes at pauses in speech
         self.speaker: Any = None
         self.recorder: Any = None
         self._lock = threading.Lock()
@@ -55,6 +56,7 @@ class VoiceControl:
     def load(self) -> None:
         """Load the speech model and open the voice (raises ``VoiceError`` with one line)."""
         from harmony_tui.voice.speaker import Speaker
+        from harmony_tui.voice.speculative import SpeculativeTranscriber
         from harmony_tui.voice.stt import make_stt
         from harmony_tui.voice.tts import make_tts
 
@@ -68,6 +70,7 @@ class VoiceControl:
                 sink = self._sink or self._device_sink()
                 self.speaker = Speaker(tts, sink, on_error=self._spoken_error,
                                        on_speaking=self.on_speaking)
+            self.guesser = SpeculativeTranscriber(stt)
             self.stt = stt
 
     def _device_sink(self) -> AudioSink:
@@ -99,8 +102,11 @@ class VoiceControl:
         from harmony_tui.voice.vad import EndpointConfig, Recorder
 
         self.stop_speaking()  # a new question interrupts the old answer
+        self.guesser.reset()
+        # transcription starts at each pause, while the trailing silence is still awaited
         self.recorder = Recorder(self._source(), EndpointConfig.from_settings(self.settings),
-                                 on_level=on_level, on_done=on_done).start()
+                                 on_level=on_level, on_done=on_done,
+                                 on_pause=self.guesser.on_pause).start()
         return self.recorder
 
     def send(self) -> None:
@@ -119,7 +125,7 @@ class VoiceControl:
         """The text of a recording ("" when nothing intelligible was said). Blocking."""
         if not getattr(recording, "speech_detected", True):
             return ""
-        return self.stt.transcribe(recording.audio, recording.sample_rate).text.strip()
+        return self.guesser.transcribe(recording).strip()
 
     # -- speaking -------------------------------------------------------------------------------
 
