@@ -27,7 +27,7 @@ APP_BINDINGS = [
     Binding("ctrl+g", "toggle_server", "API server", id="toggle_server"),
     Binding("f12", "toggle_pane('requests')", "Requests", show=False, id="toggle_requests"),
     # Push to talk: kitty-protocol terminals send ctrl+space, legacy ones ctrl+@ (NUL).
-    Binding("ctrl+space", "voice", "Voice", id="voice", priority=True),
+    Binding("ctrl+space", "voice", "Voice", show=False, id="voice", priority=True),
     Binding("ctrl+@", "voice", "Voice", show=False, id="voice_legacy", priority=True),
 ]
 

@@ -117,6 +117,7 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     from harmony_tui.remote import start_engine
 
     configure_file_log(settings.logs_dir)
+    Clock.from_env(settings.prompt.fixed_time)  # a bad clock is said before the model loads
     engine = start_engine(settings.remote, settings.model_for_engine(),
                           models_dir=settings.models_dir, progress=progress)
     if progress is not None:

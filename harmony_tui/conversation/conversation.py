@@ -133,6 +133,13 @@ class Conversation:
         reasoned = False
         calls = refused = subturn = 0
         finished = False
+        held: list[Event] = []
+
+        def out(batch: list[Event]) -> list[Event]:
+            nonlocal held
+            batch, held = [*held, *batch], []
+            return batch
+
         try:
             while True:
                 sub_request = request if subturn == 0 else dataclasses.replace(
@@ -170,10 +177,14 @@ class Conversation:
                     shown = [e for e in events if not isinstance(e, TurnEnd)]
                     if prefix:
                         shown, prefix = [*prefix, *shown], []
+                    if end is not None:
+                        # the sub-turn's last events go out with what follows them (tool
+                        # steps, or TurnFinished): a reader sees the answer end and the turn
+                        # end together
+                        held = shown
+                        break
                     if shown or (poll is not None and not events):
                         yield shown
-                    if end is not None:
-                        break
                 if end is None:  # cancelled by the caller without a TurnEnd
                     return
                 if active.stopping and end.reason == "call":  # stopped as the call came
@@ -191,7 +202,7 @@ class Conversation:
                        if r == "off"]
                 if any(r == "client" for _, r in routes) or all(r == "off" for _, r in routes):
                     if off:
-                        yield off
+                        yield out(off)
                     end = dataclasses.replace(end, tool_calls=unanswered)
                     break
                 if any(r in ("refuse", "off") for _, r in routes) and refused >= MAX_REFUSED:
@@ -205,7 +216,7 @@ class Conversation:
                         batch.append(ToolFinished(call, "refused", message.content))
                         self._save(lambda m=message, c=call: self.transcript.add_tool_result(
                             m, c.call_id, True))
-                        yield batch
+                        yield out(batch)
                         continue
                     calls += 1
                     if calls > self._max_calls + 1:
@@ -214,12 +225,12 @@ class Conversation:
                     outcome = None
                     async for item in self._run_call(active, call, calls, poll):
                         if isinstance(item, list):
-                            yield item
+                            yield out(item)
                         else:
                             outcome = item
                     if outcome is None:  # stopped while it ran
                         self._save(self.transcript.mark_stopped)
-                        yield [ToolStopped(call)]
+                        yield out([ToolStopped(call)])
                         end = dataclasses.replace(end, reason="cancelled", tool_calls=())
                         break
                     outcomes.append(outcome)
@@ -229,12 +240,12 @@ class Conversation:
                         "error" if result.is_error else "done")
                     self._save(lambda o=outcome, c=call: self.transcript.add_tool_result(
                         o.message, c.call_id, o.result.is_error))
-                    yield [ToolFinished(call, status, result.text, result.duration_s,
-                                        str(outcome.decision))]
+                    yield out([ToolFinished(call, status, result.text, result.duration_s,
+                                            str(outcome.decision))])
                 if end.reason == "cancelled":
                     break
                 if limit_hit:
-                    yield [ToolLimitReached(self._max_calls)]
+                    yield out([ToolLimitReached(self._max_calls)])
                     break
                 if active.stopping:  # stopped (Esc, quit) as the tools answered
                     self._save(self.transcript.mark_stopped)
@@ -247,8 +258,8 @@ class Conversation:
                                        reasoned)
             finished = True
             self._release(active)  # before the last yield: a reader may stop reading there
-            yield [TurnFinished(end, rendered, merge_stats(stats), no_answer, calls,
-                                subturn + 1, tuple(outcomes))]
+            yield out([TurnFinished(end, rendered, merge_stats(stats), no_answer, calls,
+                                    subturn + 1, tuple(outcomes))])
         finally:
             if not finished and not active.abandoned:
                 # the reader left (a client disconnected, the app closed, output failed):
