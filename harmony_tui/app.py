@@ -491,8 +491,10 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
+        listed: set[str] = set()  # one entry per action (some actions have two keys)
         for binding in APP_BINDINGS:
-            if binding.action in ACTION_HELP and binding.action not in ("help",):
+            if binding.action in ACTION_HELP and binding.action not in ("help", *listed):
+                listed.add(binding.action)
                 yield SystemCommand(binding.description or binding.action,
                                     ACTION_HELP[binding.action],
                                     lambda action=binding.action: self.run_action(action))

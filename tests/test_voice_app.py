@@ -167,3 +167,80 @@ async def test_quitting_while_the_answer_is_spoken_keeps_it_and_stops_the_voice(
     assert not any(thread.is_alive() for thread in speaker._threads)  # the voice is closed
     records = read_chat(path).path()
     assert records[0].role == "user" and records[-1].channel == "final"
+
+
+async def test_with_confirm_the_transcript_waits_in_the_prompt(tmp_path, spoken_question):
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question), MemorySink(),
+                    confirm=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: app.prompt.text, what="the transcript", timeout=60)
+        assert words(app.prompt.text) == ["hello"]
+        assert not any(m.role == "user" for m in app.session.messages)  # not sent yet
+        await pilot.press("enter")  # the person sends it
+        await wait_for(pilot, lambda: app.turn is None and app.session.final_answers(),
+                       what="the answer", timeout=60)
+        assert app.session.messages[0].content == app.session.messages[0].content.strip()
+
+
+async def test_escape_while_speaking_stops_the_speech_and_the_answer(tmp_path,
+                                                                    spoken_question):
+    from test_app import endless
+
+    sink = MemorySink(realtime=True)
+    app = voice_app(tmp_path, lambda: WavFileSource(spoken_question), sink)
+    app.params = endless(5)  # a long answer: still generating while the first words play
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_for(pilot, lambda: sink.seconds > 0.3, what="speech", timeout=120)
+        generating = app.turn is not None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.turn is None and not app.voice.speaking,
+                       what="speech and answer stopped", timeout=30)
+        played = sink.seconds
+    assert generating  # a 4000-token answer was still being written when Esc came
+    assert app.session.records()[-1].finish_reason == "cancelled"
+    assert sink.seconds - played < 0.2
+
+
+async def test_the_palette_has_one_voice_action(tmp_path):
+    app = make_app(chats_dir=tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+    assert titles.count("Voice") == 1
+
+
+def test_only_the_final_answer_is_spoken():
+    """Thinking, tool-call arguments and tool steps never reach the speaker."""
+    from harmony_tui.conversation import ToolFinished, TurnFinished
+    from harmony_tui.engine.events import TextDelta, ToolCall, TurnEnd
+    from harmony_tui.voice_control import SpokenTurn
+
+    class Answer:
+        def __init__(self):
+            self.fed, self.finished, self.cancelled = [], False, False
+
+        def feed(self, text):
+            self.fed.append(text)
+
+        def finish(self):
+            self.finished = True
+
+        def cancel(self):
+            self.cancelled = True
+
+    call = ToolCall("c1", "python", "analysis", None, "print(1)")
+    answer = Answer()
+    turn = SpokenTurn(answer)
+    turn.feed([TextDelta("analysis", "Let me think."), TextDelta("analysis", "print(1)", "python"),
+               call, ToolFinished(call, "done", "1"), TextDelta("commentary", "aside"),
+               TextDelta("final", "The answer "), TextDelta("final", "is 1.")])
+    turn.feed([TurnFinished(TurnEnd("return"))])
+    assert answer.fed == ["The answer ", "is 1."] and answer.finished
+    stopped = Answer()
+    turn = SpokenTurn(stopped)
+    turn.feed([TextDelta("final", "Half"), TurnFinished(TurnEnd("cancelled"))])
+    assert stopped.cancelled and not stopped.finished
