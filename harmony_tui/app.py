@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
 
 from harmony_tui.app_chats import QUIT_WAIT_SECONDS, SAVE_RETRY_SECONDS, ChatsMixin
-from harmony_tui.app_keys import ACTION_HELP, APP_BINDINGS, KeysMixin
+from harmony_tui.app_keys import APP_BINDINGS, KeysMixin
 from harmony_tui.app_model import ModelMixin
 from harmony_tui.app_server import WIDE, ServerMixin
 from harmony_tui.app_voice import VoiceMixin
-from harmony_tui.commands import Command, CommandError, is_command, parse_command
+from harmony_tui.commands import is_command
 from harmony_tui.config.placeholders import Clock
 from harmony_tui.config.prompt_config import PromptConfig
 from harmony_tui.config.user_config import load_state, save_state
@@ -302,33 +301,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         await self.conversation.add_user(text)
         await self.start_turn(spoken=spoken)
 
-    async def run_command(self, text: str) -> None:
-        try:
-            command = parse_command(text)
-        except CommandError as err:
-            self.notify(str(err), severity="error", timeout=8)
-            await self.conversation.add_note(str(err), error=True)
-            return
-        await self.apply_command(command)
-
-    async def apply_command(self, command: Command) -> None:
-        if command.name == "quit":
-            await self.action_quit()
-        elif command.name == "help":
-            self.action_help()
-        elif command.name == "clear":
-            await self.action_new_chat()
-        elif command.name == "list":
-            lines = [f"{name} = {value}" + (f"   ({self.param_origins[name]})"
-                                              if name in self.param_origins else "")
-                     for name, value in self.params.model_dump().items()]
-            await self.conversation.add_note("Settings for the next request:\n" +
-                                             "\n".join(lines))
-        elif command.name == "set":
-            assert command.setting is not None
-            if self.settings.try_set(command.setting, command.value):
-                await self.conversation.add_note(f"{command.setting} = {command.value}")
-
     @on(SettingsSidebar.Changed)
     def _on_settings_changed(self, event: SettingsSidebar.Changed) -> None:
         self.params = event.params
@@ -488,25 +460,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
 
     def action_focus_prompt(self) -> None:
         self.prompt.focus()
-
-    def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)
-        listed: set[str] = set()  # one entry per action (some actions have two keys)
-        for binding in APP_BINDINGS:
-            if binding.action in ACTION_HELP and binding.action not in ("help", *listed):
-                listed.add(binding.action)
-                yield SystemCommand(binding.description or binding.action,
-                                    ACTION_HELP[binding.action],
-                                    lambda action=binding.action: self.run_action(action))
-        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
-        server = "stop" if self.server is not None else "start"
-        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
-                            self.action_toggle_server)
-        for name in ("python", "browser", "apply_patch"):
-            state = "on" if getattr(self.toolset.config, name) is not None else "off"
-            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
-                                f"{'off' if state == 'on' else 'on'} for the next turns",
-                                lambda n=name: self.action_toggle_tool(n))
 
     async def on_unmount(self) -> None:
         self._exit_signals.remove()

@@ -1,9 +1,13 @@
-"""The app's keys: its bindings (with ids, remappable in the config), what each does, and the
-help screen built from them."""
+"""The app's keys and typed commands: its bindings (with ids, remappable in the config),
+what each does, the help screen and palette built from them, and ``\\set``/``\\list``/...."""
 
 from __future__ import annotations
 
+from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
+
+from harmony_tui.commands import Command, CommandError, parse_command
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
 APP_BINDINGS = [
@@ -101,3 +105,48 @@ class KeysMixin:
                 ("API requests pane", requests.REQUESTS_HELP), ("Settings sidebar", settings.HELP),
                 ("Status bar", status_bar.HELP)]
 
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        listed: set[str] = set()  # one entry per action (some actions have two keys)
+        for binding in APP_BINDINGS:
+            if binding.action in ACTION_HELP and binding.action not in ("help", *listed):
+                listed.add(binding.action)
+                yield SystemCommand(binding.description or binding.action,
+                                    ACTION_HELP[binding.action],
+                                    lambda action=binding.action: self.run_action(action))
+        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+        server = "stop" if self.server is not None else "start"
+        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
+                            self.action_toggle_server)
+        for name in ("python", "browser", "apply_patch"):
+            state = "on" if getattr(self.toolset.config, name) is not None else "off"
+            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
+                                f"{'off' if state == 'on' else 'on'} for the next turns",
+                                lambda n=name: self.action_toggle_tool(n))
+
+    async def run_command(self, text: str) -> None:
+        try:
+            command = parse_command(text)
+        except CommandError as err:
+            self.notify(str(err), severity="error", timeout=8)
+            await self.conversation.add_note(str(err), error=True)
+            return
+        await self.apply_command(command)
+
+    async def apply_command(self, command: Command) -> None:
+        if command.name == "quit":
+            await self.action_quit()
+        elif command.name == "help":
+            self.action_help()
+        elif command.name == "clear":
+            await self.action_new_chat()
+        elif command.name == "list":
+            lines = [f"{name} = {value}" + (f"   ({self.param_origins[name]})"
+                                              if name in self.param_origins else "")
+                     for name, value in self.params.model_dump().items()]
+            await self.conversation.add_note("Settings for the next request:\n" +
+                                             "\n".join(lines))
+        elif command.name == "set":
+            assert command.setting is not None
+            if self.settings.try_set(command.setting, command.value):
+                await self.conversation.add_note(f"{command.setting} = {command.value}")
