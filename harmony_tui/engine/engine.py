@@ -127,6 +127,7 @@ class Engine:
         if self._closed:
             raise RuntimeError("the engine is closed")
         stream = TurnStream(request.request_id, notify)
+        stream.on_end = self._discard  # a reader that sees the end never finds it active
         with self._active_lock:
             self._active.add(stream)
         prepared = self.prepare(request, stream)
@@ -146,6 +147,7 @@ class Engine:
         from harmony_tui.engine.batch import BatchScheduler
 
         stream = TurnStream(request.request_id, notify)
+        stream.on_end = self._discard  # a reader that sees the end never finds it active
         with self._active_lock:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -308,9 +310,8 @@ class Engine:
         return prep
 
     def end_turn(self, stream: TurnStream, event: TurnEnd) -> None:
-        """Put the last event of a turn and forget the turn."""
+        """Put the last event of a turn (the stream forgets the turn first: ``on_end``)."""
         stream.put(event)
-        self._discard(stream)
 
     def _discard(self, stream: TurnStream) -> None:
         with self._active_lock:

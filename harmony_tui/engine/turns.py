@@ -66,10 +66,13 @@ class TurnStream:
         self._cancel = threading.Event()
         self._ended = threading.Event()
         self._notify = notify
+        self.on_end: Callable[[TurnStream], None] | None = None  # before the TurnEnd is queued
 
     # producer side (generation thread) -----------------------------------------------------
 
     def put(self, event: Event) -> None:
+        if isinstance(event, TurnEnd) and self.on_end is not None:
+            self.on_end(self)  # the owner forgets the turn before any reader sees its end
         self._items.append(event)
         now = time.perf_counter()
         if isinstance(event, TurnEnd):
