@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
 BATCH_SECONDS = 0.05
+TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
+                 "\"Tools: {tool}\", or start with {flag}")
 
 class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
@@ -165,7 +167,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     @toolset.setter
     def toolset(self, toolset: ToolSet) -> None:
         self.chat.tools = toolset
-        self.chat.policy = LocalCalls(toolset)
+        self.chat.policy = LocalCalls(toolset, hint=TOOL_OFF_HINT)
 
     @property
     def turns_started(self) -> int:
@@ -341,7 +343,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         """Generate the next assistant turn (with its tool calls) for the chat as it stands;
         ``spoken``: the answer is spoken as it streams."""
         widget = await self.conversation.add_assistant(self.model_name)
-        self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
+        asked = sum(1 for message in self.session.messages if message.role == "user")
+        self.thinking.start_turn(f"turn {max(asked, 1)}")
         params = self.chat.params_for_turn(
             self.params, self.prompt_config.reseed_each_turn if self.prompt_config else True)
         setup = self.prompt_config.setup(self.expand) if self.prompt_config else \
