@@ -24,7 +24,13 @@ from harmony_tui.app_keys import ACTION_HELP, APP_BINDINGS, KeysMixin
 from harmony_tui.app_model import ModelMixin
 from harmony_tui.app_server import WIDE, ServerMixin
 from harmony_tui.app_voice import VoiceMixin
-from harmony_tui.commands import Command, CommandError, is_command, parse_command
+from harmony_tui.commands import (
+    Command,
+    CommandError,
+    is_command,
+    parse_command,
+    settings_help,
+)
 from harmony_tui.config.placeholders import Clock
 from harmony_tui.config.prompt_config import PromptConfig
 from harmony_tui.config.user_config import load_state, save_state
@@ -60,6 +66,9 @@ if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
 BATCH_SECONDS = 0.05
+PALETTE_TITLES = {"toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
+                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
+                  "toggle_pane('requests')": "API requests pane"}
 TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
                  "\"Tools: {tool}\", or start with {flag}")
 
@@ -141,6 +150,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.turn: TurnView | None = None
         self.model_name = ""
         self.model_ready = False
+        self.load_error: str | None = None  # why the last load failed
         self.last_turn_start: TurnStart | None = None  # what the engine received
         self._panes_user_set: set[str] = set()
         self.quit_wait_seconds = QUIT_WAIT_SECONDS
@@ -150,6 +160,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.start_voice = voice  # --voice: load the speech engines at start
         self.voice_io = voice_io
         self.voice_settings = getattr(settings, "voice", None)
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast; our messages quote files, errors and models' words, so they are plain
+        text unless ``markup`` (``[load_safetensors]`` must not vanish as a tag)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout,
+                       markup=markup)
 
     @property
     def session(self) -> ChatSession:
@@ -288,7 +305,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self._quitting or self._switching:  # saving the last answer before leaving
             return
         if not self.model_ready:
-            self.notify("The model is not loaded yet", severity="warning")
+            self.notify(f"{self.load_error}. Ctrl+L picks another model." if self.load_error
+                        else "The model is still loading", severity="warning")
             return
         event.input.clear()
         await self.send_text(text)
@@ -307,8 +325,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     async def run_command(self, text: str) -> None:
         try:
             command = parse_command(text)
-        except CommandError as err:
-            self.notify(str(err), severity="error", timeout=8)
+        except CommandError as err:  # said once, in the conversation (no toast)
             await self.conversation.add_note(str(err), error=True)
             return
         await self.apply_command(command)
@@ -316,6 +333,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     async def apply_command(self, command: Command) -> None:
         if command.name == "quit":
             await self.action_quit()
+        elif command.name == "help" and command.setting == "set":
+            await self.conversation.add_note(settings_help())
         elif command.name == "help":
             self.action_help()
         elif command.name == "clear":
@@ -330,6 +349,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
             assert command.setting is not None
             if self.settings.try_set(command.setting, command.value):
                 await self.conversation.add_note(f"{command.setting} = {command.value}")
+            else:  # the sidebar may be hidden: the reason goes in the conversation too
+                await self.conversation.add_note(self.settings.message_text, error=True)
 
     @on(SettingsSidebar.Changed)
     def _on_settings_changed(self, event: SettingsSidebar.Changed) -> None:
@@ -493,10 +514,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.prompt.focus()
 
     def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)
+        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
+        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
         for binding in APP_BINDINGS:
-            if binding.action in ACTION_HELP and binding.action not in ("help",):
-                yield SystemCommand(binding.description or binding.action,
+            if binding.action in ACTION_HELP and binding.action not in seen:
+                seen.add(binding.action)
+                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
+                                                       or binding.action),
                                     ACTION_HELP[binding.action],
                                     lambda action=binding.action: self.run_action(action))
         yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)

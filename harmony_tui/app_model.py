@@ -58,13 +58,15 @@ class ModelMixin:
             self.status.detail = ""
             message = f"Could not load {shown}: {err}"
             logger.error(message)
-            self.notify(message, severity="error", timeout=10)
-            await self.conversation.add_note(message, error=True)
+            self.notify(f"Could not load {shown}", severity="error", timeout=6)
+            await self.conversation.add_note(f"{message}\nCtrl+L picks another model.",
+                                             error=True)
+            self.load_error = message
             self.model_ready = bool(self.model_name)
             return
         bar.display = False
+        self.load_error = None
         logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
-        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
         first = not self.model_name
         self.model_spec = spec or loaded.name
         self.model_name = loaded.name
@@ -87,8 +89,9 @@ class ModelMixin:
                 self.notify(f"mlock failed: {err}", severity="warning")
         if first and not self.conversation.entries:
             await self.conversation.add_note(welcome_text(loaded.name))
-        elif not first:
-            await self.conversation.add_note(f"Switched to {loaded.name}.")
+        elif not first:  # said here, not in a toast that would cover the prompt
+            await self.conversation.add_note(f"Switched to {loaded.name} (loaded in "
+                                             f"{loaded.load_seconds:.1f}s).")
         self.model_ready = True
 
     def on_load_progress(self, message: LoadProgress) -> None:

@@ -46,9 +46,9 @@ class ApprovalScreen(ModalScreen[str]):
                               line_numbers=request.language == "python")
                 yield Static(body, id="approval-text")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Allow once [y]", variant="success", id="once")
-                yield Button("Allow for this chat [a]", variant="primary", id="chat")
-                yield Button("Deny [n]", variant="error", id="deny")
+                yield Button(Content("Allow once [y]"), variant="success", id="once")
+                yield Button(Content("Allow for this chat [a]"), variant="primary", id="chat")
+                yield Button(Content("Deny [n]"), variant="error", id="deny")
 
     def on_mount(self) -> None:
         self.query_one("#deny", Button).focus()

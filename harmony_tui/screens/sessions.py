@@ -12,6 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
@@ -56,7 +57,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="dialog"):
-            yield Label(self.question, id="confirm-question")
+            yield Label(Content(self.question), id="confirm-question")  # names: plain text
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Delete", variant="error", id="yes")
                 yield Button("Cancel", id="no")
@@ -80,7 +81,7 @@ class RenameScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="rename-box", classes="dialog"):
-            yield Label(f"Rename {self.current!r} to:")
+            yield Label(Content(f"Rename {self.current!r} to:"))
             yield Input(self.current, id="rename-input")
 
     @on(Input.Submitted)
@@ -109,7 +110,7 @@ class SessionsScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sessions-box", classes="dialog"):
-            yield Label(f"Chats in {self.chats_dir}", id="sessions-title")
+            yield Label(Content(f"Chats in {self.chats_dir}"), id="sessions-title")
             yield Input(placeholder="search titles and text…", id="sessions-search")
             yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
             yield Static(HELP, id="sessions-help")
