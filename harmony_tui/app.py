@@ -2,7 +2,8 @@
 
 The engine runs on its own thread. A turn's events reach the UI in batches: the generation thread
 only sets an asyncio event (``call_soon_threadsafe``) when the UI is not already due to look, and
-the UI drains the stream at most every ``BATCH_SECONDS``. Handlers own all widget state.
+the UI drains the stream every 50 ms or less often when drawing is costly (``pacing.py``).
+Handlers own all widget state.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.exit_signals import ExitSignals, Terminal
 from harmony_tui.logs import configure_file_log, logger
+from harmony_tui.pacing import Pacer
 from harmony_tui.remote import new_engine
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.lock import (
@@ -58,6 +60,7 @@ from harmony_tui.turn_view import TurnView
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
+from harmony_tui.widgets.requests import WIDTH as REQUESTS_WIDTH
 from harmony_tui.widgets.requests import RequestsPane
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
@@ -65,12 +68,18 @@ from harmony_tui.widgets.status_bar import StatusBar
 if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
-BATCH_SECONDS = 0.05
 PALETTE_TITLES = {"toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
                   "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
                   "toggle_pane('requests')": "API requests pane"}
 TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
                  "\"Tools: {tool}\", or start with {flag}")
+
+def side_width(width: int, requests: bool) -> int:
+    """The side column: 42 columns, more on wide terminals (the conversation keeps a reading
+    width), and room for every column of the requests pane when it shows."""
+    wide = min(90, width - 110) if width >= 152 else 42
+    return max(wide, REQUESTS_WIDTH) if requests and width >= 120 else wide
+
 
 class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
@@ -272,7 +281,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
                 save_state(theme=theme)
 
     def on_resize(self, event) -> None:
+        """Lay the panes out for the new width; a conversation that followed the stream
+        keeps following it."""
+        view = self.conversation
+        following = view.scroll_y >= view.max_scroll_y - 1 or not view._anchor_released
         self._layout_panes(event.size.width)
+        if following:
+            self.call_after_refresh(view.anchor)
 
     def _layout_panes(self, width: int) -> None:
         wide = width >= WIDE
@@ -289,6 +304,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         side = self.query_one("#side")
         side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
                                                                          "requests", "settings"))
+        side.styles.width = side_width(self.size.width, self.query_one(RequestsPane).display)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -387,9 +403,11 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
 
     @work(group="turn")
     async def consume_turn(self, view: TurnView, request: TurnRequest) -> None:
-        """Show the turn's events in batches (at most every ``BATCH_SECONDS``) until it ends."""
+        """Show the turn's events in batches until it ends: at most every ``BATCH_SECONDS``,
+        less often when drawing them is costly (``pacing.Pacer``)."""
         turn = self.chat.run_turn(request, model=self.model_name or self.model_spec,
                                   record_params=self.params.model_dump(mode="json"))
+        pacer = Pacer()  # showing the turn takes a bounded share of the CPU
         try:
             with contextlib.suppress(NoMatches):  # the app closed mid-turn
                 async for events in turn:
@@ -397,7 +415,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
                         view.spoken.feed(events)  # before the screen: speech starts sooner
                     if await view.apply(events):
                         break
-                    await asyncio.sleep(BATCH_SECONDS)
+                    await asyncio.sleep(pacer.delay())
         finally:
             await turn.aclose()
             view.done.set()
