@@ -224,6 +224,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         yield StatusBar(id="status")
         yield Footer()
 
+    def title_conversation(self) -> None:
+        """The conversation's frame says the model and the chat."""
+        session = self.session
+        chat = session.log.title or (session.path.stem if session.path is not None
+                                     else "new chat")
+        self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
+
     @property
     def conversation(self) -> ConversationView:
         return self.query_one(ConversationView)
@@ -426,6 +433,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         """The turn is over (called by its ``TurnView``)."""
         if self.turn is view:
             self.turn = None
+        self.title_conversation()  # a new chat has a file (and a name) now
         self.status.state = "idle"
         self.status.detail = ""
         stats, end = finished.stats, finished.end

@@ -79,6 +79,7 @@ class ModelMixin:
                 f"{name.replace('_', ' ')} ({why})" for name, why in not_sent.items()
                 if name != "xtc_special_tokens"))
         self.status.model_name = loaded.name + (f" @ {remote}" if remote else "")
+        self.title_conversation()
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"
         self.status.detail = ""

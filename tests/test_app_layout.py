@@ -58,3 +58,20 @@ async def test_the_requests_pane_shows_every_column_at_120(tmp_path):
         pane = app.query_one(RequestsPane)
         needed = sum(column.get_render_width(pane) for column in pane.columns.values())
         assert needed <= pane.scrollable_content_region.width, (needed, pane.size)
+
+
+async def test_the_status_bar_drops_figures_before_the_api_address():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        status = app.status
+        status.server_url = "http://127.0.0.1:8000/v1"
+        status.prompt_tokens, status.cached_tokens, status.generated = 1234, 1000, 456
+        status.ttft, status.tps, status.peak_gb, status.context_limit = 0.05, 60.0, 0.12, 8192
+        for width in (120, 80):
+            await pilot.resize_terminal(width, 30)
+            await pilot.pause()
+            shown = str(status.render())
+            assert "API http://127.0.0.1:8000/v1" in shown and "demo" in shown, shown
+            assert len(shown) <= width - 2
+        assert "peak" not in shown and "TTFT" not in shown  # the figures went first

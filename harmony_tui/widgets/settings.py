@@ -135,8 +135,9 @@ class SettingsList(Widget, can_focus=True):
             value = getattr(params, name)
             changed = value != getattr(base, name)
             selected = index == self.cursor
+            row = None  # the whole row of the cursor is highlighted, not only its name
             if selected and self.has_focus:
-                style = self.get_component_rich_style("settings-list--cursor")
+                style = row = self.get_component_rich_style("settings-list--cursor")
             else:
                 style = Style(bold=selected)
             label = Text(LABELS.get(name, name.replace("_", " ")), style=style)
@@ -145,9 +146,9 @@ class SettingsList(Widget, can_focus=True):
                          if changed else "")
             if name in self.sidebar.not_sent:  # a remote engine cannot send it
                 label.stylize("dim strike")
-                table.add_row(label, shown, Text("✗", style="bold"))
+                table.add_row(label, shown, Text("✗", style="bold"), style=row)
                 continue
-            table.add_row(label, shown, Text("●" if changed else " ", style="bold"))
+            table.add_row(label, shown, Text("●" if changed else " ", style="bold"), style=row)
         return table
 
     def get_content_height(self, container, viewport, width: int) -> int:
