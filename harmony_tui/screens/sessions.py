@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from harmony_tui import paths
 from harmony_tui.errors import HarmonyTuiError
@@ -61,6 +61,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Delete", variant="error", id="yes")
                 yield Button("Cancel", id="no")
+        yield Footer()  # this screen's own keys, not the main screen's
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -83,6 +84,7 @@ class RenameScreen(ModalScreen[str | None]):
         with Vertical(id="rename-box", classes="dialog"):
             yield Label(Content(f"Rename {self.current!r} to:"))
             yield Input(self.current, id="rename-input")
+        yield Footer()
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -114,6 +116,7 @@ class SessionsScreen(ModalScreen[Path | None]):
             yield Input(placeholder="search titles and text…", id="sessions-search")
             yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
             yield Static(HELP, id="sessions-help")
+        yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -25,6 +25,7 @@ result. Open an entry with Enter or a click. Toggle with **F3**.
 
 
 EMPTY_THINKING = "The model's thinking shows here while it answers."
+EMPTY_TOOLS = "No tool calls in this chat yet."
 MESSAGE_RULE = "\n\n───\n"
 
 
@@ -116,8 +117,12 @@ class ToolCallsPane(VerticalScroll):
         self.border_title = "Tool calls"
         self.entries: dict[str, ToolCallEntry] = {}
 
+    def compose(self) -> ComposeResult:
+        yield Static(EMPTY_TOOLS, classes="empty-hint")
+
     async def add_call(self, call_id: str, recipient: str, arguments: str,
                        content_type: str | None) -> ToolCallEntry:
+        self.query_one(".empty-hint").display = False
         entry = ToolCallEntry(call_id, recipient, arguments, content_type)
         self.entries[call_id] = entry
         await self.mount(entry)
@@ -126,4 +131,5 @@ class ToolCallsPane(VerticalScroll):
 
     async def clear(self) -> None:
         self.entries.clear()
-        await self.remove_children()
+        await self.remove_children(ToolCallEntry)
+        self.query_one(".empty-hint").display = True
