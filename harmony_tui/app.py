@@ -108,6 +108,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         chat_lock: ChatLock | None = None,
         voice: bool = False,
         voice_io: tuple | None = None,
+        server_options: dict | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -147,6 +148,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
             self.session = self.new_session()
         self.param_origins: dict[str, str] = dict(settings.origins) if settings else {}
         self.server = None  # the embedded API server while it runs
+        self.server_options = server_options  # host, port ... after flags and config
         self.toolset = ToolSet(tools or (settings.prompt.tools if settings else ToolsConfig()))
         remote = settings.remote if settings is not None else None
         # A local Engine, or a RemoteEngine on an OpenAI-compatible server (--backend openai).
