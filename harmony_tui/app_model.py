@@ -113,15 +113,14 @@ class ModelMixin:
                                    f"Use {spec} on {self.engine.base_url}") for spec in served],
                                  placeholder="Use a model of the remote server…")
             return
-        from harmony_tui.engine.catalog import local_models
+        from textual.command import CommandPalette
 
-        commands = [
-            (f"{choice.spec}  [{choice.source}, {choice.model_type}]",
-             (lambda spec=choice.spec: self._switch_model(spec)),
-             f"Load {choice.spec}")
-            for choice in local_models(self.models_dir or Path("models"))
-        ]
-        self.search_commands(commands, placeholder="Load a model…")
+        from harmony_tui.engine.catalog import local_models
+        from harmony_tui.screens.model_picker import model_provider
+
+        choices = local_models(self.models_dir or Path("models"), broken=True)
+        self.push_screen(CommandPalette(providers=[model_provider(choices, self._switch_model)],
+                                        placeholder="Load a model… (or type a folder path)"))
 
     def _switch_model(self, spec: str) -> None:
         if self.turn is not None:
