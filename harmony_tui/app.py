@@ -2,7 +2,8 @@
 
 The engine runs on its own thread. A turn's events reach the UI in batches: the generation thread
 only sets an asyncio event (``call_soon_threadsafe``) when the UI is not already due to look, and
-the UI drains the stream at most every ``BATCH_SECONDS``. Handlers own all widget state.
+the UI drains the stream every 50 ms or less often when drawing is costly (``pacing.py``).
+Handlers own all widget state.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.exit_signals import ExitSignals, Terminal
 from harmony_tui.logs import configure_file_log, logger
+from harmony_tui.pacing import Pacer
 from harmony_tui.remote import new_engine
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.lock import (
@@ -51,6 +53,7 @@ from harmony_tui.turn_view import TurnView
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
+from harmony_tui.widgets.requests import WIDTH as REQUESTS_WIDTH
 from harmony_tui.widgets.requests import RequestsPane
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
@@ -58,7 +61,15 @@ from harmony_tui.widgets.status_bar import StatusBar
 if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
-BATCH_SECONDS = 0.05
+TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
+                 "\"Tools: {tool}\", or start with {flag}")
+
+def side_width(width: int, requests: bool) -> int:
+    """The side column: 42 columns, more on wide terminals (the conversation keeps a reading
+    width), and room for every column of the requests pane when it shows."""
+    wide = min(90, width - 110) if width >= 152 else 42
+    return max(wide, REQUESTS_WIDTH) if requests and width >= 120 else wide
+
 
 class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
@@ -87,6 +98,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         chat_lock: ChatLock | None = None,
         voice: bool = False,
         voice_io: tuple | None = None,
+        server_options: dict | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -126,6 +138,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
             self.session = self.new_session()
         self.param_origins: dict[str, str] = dict(settings.origins) if settings else {}
         self.server = None  # the embedded API server while it runs
+        self.server_options = server_options  # host, port ... after flags and config
         self.toolset = ToolSet(tools or (settings.prompt.tools if settings else ToolsConfig()))
         remote = settings.remote if settings is not None else None
         # A local Engine, or a RemoteEngine on an OpenAI-compatible server (--backend openai).
@@ -138,6 +151,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.turn: TurnView | None = None
         self.model_name = ""
         self.model_ready = False
+        self.load_error: str | None = None  # why the last load failed
         self.last_turn_start: TurnStart | None = None  # what the engine received
         self._panes_user_set: set[str] = set()
         self.quit_wait_seconds = QUIT_WAIT_SECONDS
@@ -147,6 +161,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         self.start_voice = voice  # --voice: load the speech engines at start
         self.voice_io = voice_io
         self.voice_settings = getattr(settings, "voice", None)
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast; our messages quote files, errors and models' words, so they are plain
+        text unless ``markup`` (``[load_safetensors]`` must not vanish as a tag)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout,
+                       markup=markup)
 
     @property
     def session(self) -> ChatSession:
@@ -164,7 +185,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     @toolset.setter
     def toolset(self, toolset: ToolSet) -> None:
         self.chat.tools = toolset
-        self.chat.policy = LocalCalls(toolset)
+        self.chat.policy = LocalCalls(toolset, hint=TOOL_OFF_HINT)
 
     @property
     def turns_started(self) -> int:
@@ -194,6 +215,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
                 yield SettingsSidebar(self.params, id="settings")
         yield StatusBar(id="status")
         yield Footer()
+
+    def title_conversation(self) -> None:
+        """The conversation's frame says the model and the chat."""
+        session = self.session
+        chat = session.log.title or (session.path.stem if session.path is not None
+                                     else "new chat")
+        self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
 
     @property
     def conversation(self) -> ConversationView:
@@ -252,7 +280,13 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
                 save_state(theme=theme)
 
     def on_resize(self, event) -> None:
+        """Lay the panes out for the new width; a conversation that followed the stream
+        keeps following it."""
+        view = self.conversation
+        following = view.scroll_y >= view.max_scroll_y - 1 or not view._anchor_released
         self._layout_panes(event.size.width)
+        if following:
+            self.call_after_refresh(view.anchor)
 
     def _layout_panes(self, width: int) -> None:
         wide = width >= WIDE
@@ -269,6 +303,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         side = self.query_one("#side")
         side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
                                                                          "requests", "settings"))
+        side.styles.width = side_width(self.size.width, self.query_one(RequestsPane).display)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -285,7 +320,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self._quitting or self._switching:  # saving the last answer before leaving
             return
         if not self.model_ready:
-            self.notify("The model is not loaded yet", severity="warning")
+            self.notify(f"{self.load_error}. Ctrl+L picks another model." if self.load_error
+                        else "The model is still loading", severity="warning")
             return
         event.input.clear()
         await self.send_text(text)
@@ -313,7 +349,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         """Generate the next assistant turn (with its tool calls) for the chat as it stands;
         ``spoken``: the answer is spoken as it streams."""
         widget = await self.conversation.add_assistant(self.model_name)
-        self.thinking.start_turn(f"turn {len(self.session.final_answers()) + 1}")
+        asked = sum(1 for message in self.session.messages if message.role == "user")
+        self.thinking.start_turn(f"turn {max(asked, 1)}")
         params = self.chat.params_for_turn(
             self.params, self.prompt_config.reseed_each_turn if self.prompt_config else True)
         setup = self.prompt_config.setup(self.expand) if self.prompt_config else \
@@ -335,9 +372,11 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
 
     @work(group="turn")
     async def consume_turn(self, view: TurnView, request: TurnRequest) -> None:
-        """Show the turn's events in batches (at most every ``BATCH_SECONDS``) until it ends."""
+        """Show the turn's events in batches until it ends: at most every ``BATCH_SECONDS``,
+        less often when drawing them is costly (``pacing.Pacer``)."""
         turn = self.chat.run_turn(request, model=self.model_name or self.model_spec,
                                   record_params=self.params.model_dump(mode="json"))
+        pacer = Pacer()  # showing the turn takes a bounded share of the CPU
         try:
             with contextlib.suppress(NoMatches):  # the app closed mid-turn
                 async for events in turn:
@@ -345,7 +384,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
                         view.spoken.feed(events)  # before the screen: speech starts sooner
                     if await view.apply(events):
                         break
-                    await asyncio.sleep(BATCH_SECONDS)
+                    await asyncio.sleep(pacer.delay())
         finally:
             await turn.aclose()
             view.done.set()
@@ -356,6 +395,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         """The turn is over (called by its ``TurnView``)."""
         if self.turn is view:
             self.turn = None
+        self.title_conversation()  # a new chat has a file (and a name) now
         self.status.state = "idle"
         self.status.detail = ""
         stats, end = finished.stats, finished.end

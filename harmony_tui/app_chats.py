@@ -99,6 +99,7 @@ class ChatsMixin:
         """Show the chat's messages (a resumed chat) or the greeting (a new one)."""
         from harmony_tui.widgets.replay import replay_records
 
+        self.title_conversation()
         records = self.session.records()
         if records:
             await replay_records(self.conversation, records, self.model_name)
@@ -154,9 +155,9 @@ class ChatsMixin:
         await self.conversation.clear()
         self.thinking.start_turn("")
         await self.tools.clear()
-        if session is None:
-            self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
-            self.status.ttft = self.status.tps = None
+        # the figures were the old chat's: cleared for a new chat and for an opened one
+        self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
+        self.status.ttft = self.status.tps = self.status.peak_gb = None
         saved = session.last_params() if session is not None else None
         if saved:
             from pydantic import ValidationError

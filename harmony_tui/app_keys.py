@@ -7,7 +7,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from harmony_tui.commands import Command, CommandError, parse_command
+from harmony_tui.commands import Command, CommandError, parse_command, settings_help
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
 APP_BINDINGS = [
@@ -59,6 +59,12 @@ ACTION_HELP = {
 
 
 
+# Titles in the command palette where the footer label is too short.
+PALETTE_TITLES = {"toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
+                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
+                  "toggle_pane('requests')": "API requests pane"}
+
+
 class KeysMixin:
     """F1: every key and command of the app and its widgets."""
 
@@ -106,12 +112,13 @@ class KeysMixin:
                 ("Status bar", status_bar.HELP)]
 
     def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)
-        listed: set[str] = set()  # one entry per action (some actions have two keys)
-        for binding in APP_BINDINGS:
-            if binding.action in ACTION_HELP and binding.action not in ("help", *listed):
-                listed.add(binding.action)
-                yield SystemCommand(binding.description or binding.action,
+        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
+        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
+        for binding in APP_BINDINGS:  # one entry per action (some actions have two keys)
+            if binding.action in ACTION_HELP and binding.action not in seen:
+                seen.add(binding.action)
+                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
+                                                       or binding.action),
                                     ACTION_HELP[binding.action],
                                     lambda action=binding.action: self.run_action(action))
         yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
@@ -127,8 +134,7 @@ class KeysMixin:
     async def run_command(self, text: str) -> None:
         try:
             command = parse_command(text)
-        except CommandError as err:
-            self.notify(str(err), severity="error", timeout=8)
+        except CommandError as err:  # said once, in the conversation (no toast)
             await self.conversation.add_note(str(err), error=True)
             return
         await self.apply_command(command)
@@ -136,6 +142,8 @@ class KeysMixin:
     async def apply_command(self, command: Command) -> None:
         if command.name == "quit":
             await self.action_quit()
+        elif command.name == "help" and command.setting == "set":
+            await self.conversation.add_note(settings_help())
         elif command.name == "help":
             self.action_help()
         elif command.name == "clear":
@@ -150,3 +158,5 @@ class KeysMixin:
             assert command.setting is not None
             if self.settings.try_set(command.setting, command.value):
                 await self.conversation.add_note(f"{command.setting} = {command.value}")
+            else:  # the sidebar may be hidden: the reason goes in the conversation too
+                await self.conversation.add_note(self.settings.message_text, error=True)

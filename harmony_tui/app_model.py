@@ -58,13 +58,15 @@ class ModelMixin:
             self.status.detail = ""
             message = f"Could not load {shown}: {err}"
             logger.error(message)
-            self.notify(message, severity="error", timeout=10)
-            await self.conversation.add_note(message, error=True)
+            self.notify(f"Could not load {shown}", severity="error", timeout=6)
+            await self.conversation.add_note(f"{message}\nCtrl+L picks another model.",
+                                             error=True)
+            self.load_error = message
             self.model_ready = bool(self.model_name)
             return
         bar.display = False
+        self.load_error = None
         logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
-        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
         first = not self.model_name
         self.model_spec = spec or loaded.name
         self.model_name = loaded.name
@@ -77,6 +79,7 @@ class ModelMixin:
                 f"{name.replace('_', ' ')} ({why})" for name, why in not_sent.items()
                 if name != "xtc_special_tokens"))
         self.status.model_name = loaded.name + (f" @ {remote}" if remote else "")
+        self.title_conversation()
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"
         self.status.detail = ""
@@ -87,8 +90,9 @@ class ModelMixin:
                 self.notify(f"mlock failed: {err}", severity="warning")
         if first and not self.conversation.entries:
             await self.conversation.add_note(welcome_text(loaded.name))
-        elif not first:
-            await self.conversation.add_note(f"Switched to {loaded.name}.")
+        elif not first:  # said here, not in a toast that would cover the prompt
+            await self.conversation.add_note(f"Switched to {loaded.name} (loaded in "
+                                             f"{loaded.load_seconds:.1f}s).")
         self.model_ready = True
 
     def on_load_progress(self, message: LoadProgress) -> None:
@@ -109,15 +113,14 @@ class ModelMixin:
                                    f"Use {spec} on {self.engine.base_url}") for spec in served],
                                  placeholder="Use a model of the remote server…")
             return
-        from harmony_tui.engine.catalog import local_models
+        from textual.command import CommandPalette
 
-        commands = [
-            (f"{choice.spec}  [{choice.source}, {choice.model_type}]",
-             (lambda spec=choice.spec: self._switch_model(spec)),
-             f"Load {choice.spec}")
-            for choice in local_models(self.models_dir or Path("models"))
-        ]
-        self.search_commands(commands, placeholder="Load a model…")
+        from harmony_tui.engine.catalog import local_models
+        from harmony_tui.screens.model_picker import model_provider
+
+        choices = local_models(self.models_dir or Path("models"), broken=True)
+        self.push_screen(CommandPalette(providers=[model_provider(choices, self._switch_model)],
+                                        placeholder="Load a model… (or type a folder path)"))
 
     def _switch_model(self, spec: str) -> None:
         if self.turn is not None:

@@ -60,16 +60,22 @@ class ServerMixin:
         def setup():
             return prompt.setup(self.expand) if prompt is not None else self.setup_prompt
 
-        server = EmbeddedServer(
-            self.engine, host=options.host if options else "127.0.0.1",
-            port=options.port if options else 8000,
-            api_key=(options.api_key if options else None) or os.environ.get(
+        # the command line's --host, --port ... over the user config (cli.server_options)
+        chosen = self.server_options or {
+            "host": options.host if options else "127.0.0.1",
+            "port": options.port if options else 8000,
+            "api_key": (options.api_key if options else None) or os.environ.get(
                 "HARMONY_TUI_API_KEY"),
-            cors_origins=options.cors_origins if options else (),
+            "cors_origins": options.cors_origins if options else (),
+            "max_body_bytes": options.max_body_bytes if options else None,
+            "insecure": options.insecure if options else False}
+        server = EmbeddedServer(
+            self.engine, host=chosen["host"], port=chosen["port"], api_key=chosen["api_key"],
+            cors_origins=chosen["cors_origins"],
             on_request=lambda record: self.post_message(ApiRequest(record)),
             setup=setup, params=self.params, models_dir=self.models_dir, tools=tools,
-            max_body_bytes=options.max_body_bytes if options else None,
-            insecure=options.insecure if options else False)
+            max_body_bytes=chosen["max_body_bytes"], insecure=chosen["insecure"],
+            max_queue=chosen.get("max_queue"))
         try:
             await asyncio.to_thread(server.start)
         except Exception as err:

@@ -236,6 +236,10 @@ def cmd_app(args: argparse.Namespace) -> int:
         notice = f"{err} — it was left untouched; this chat is saved as {settings.chat_path.name}"
         print(f"{PROG}: warning: {notice}", file=sys.stderr)
     user = settings.user
+    from harmony_tui.server.cli_args import server_options
+
+    # the embedded server (Ctrl+G) takes --host, --port, --api-key ... as --serve does
+    served = server_options(args, user.server)
 
     from harmony_tui.app import HarmonyApp
 
@@ -244,7 +248,7 @@ def cmd_app(args: argparse.Namespace) -> int:
                      keymap=user.keymap, theme=user.theme, startup_notice=notice,
                      tools=settings.prompt.tools.with_flags(
                          **{name: True for name in tool_flags(args)}), chat_lock=lock,
-                     voice=bool(getattr(args, "voice", False)))
+                     voice=bool(getattr(args, "voice", False)), server_options=served)
     try:
         app.run()
     finally:

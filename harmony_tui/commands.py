@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from harmony_tui.engine.params import GenerationParams
 
 COMMANDS: dict[str, str] = {
-    "help": "show keys and commands",
+    "help": "show keys and commands (\\help set: every setting)",
     "list": "show the current generation settings (also \\show)",
     "set": "change a setting: \\set temperature=0.7",
     "clear": "start a new chat",
@@ -58,12 +58,20 @@ def parse_command(text: str) -> Command:
     name = ALIASES.get(word.lower(), word.lower())
     if name not in COMMANDS:
         raise CommandError(f"unknown command '{stripped.split()[0]}'; valid: {valid_commands()}")
+    if name == "help" and rest.strip().lstrip("\\/") == "set":
+        return Command("help", "set")
     if name != "set":
         if rest.strip():
             raise CommandError(f"\\{name} takes no arguments")
         return Command(name)
     setting, value = parse_assignment(rest)
     return Command("set", setting, value)
+
+
+def settings_help() -> str:
+    """What ``\\help set`` shows: how to set, and every setting's name."""
+    return ("\\set name=value changes a setting for the next request (\\list shows the "
+            "values). Settings: " + ", ".join(settable()))
 
 
 def settable() -> list[str]:
@@ -75,8 +83,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """``name=value`` (or ``name value``) validated against GenerationParams."""
     text = text.strip()
     if not text:
-        raise CommandError("usage: \\set name=value, e.g. \\set temperature=0.7; settings: "
-                           + ", ".join(settable()))
+        raise CommandError("usage: \\set name=value, e.g. \\set temperature=0.7 "
+                           "(\\help set lists the settings)")
     if "=" in text:
         name, _, raw = text.partition("=")
     else:
@@ -84,8 +92,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     name, raw = name.strip().replace("-", "_"), raw.strip()
     if name not in settable():
         close = difflib.get_close_matches(name, settable(), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise CommandError(f"unknown setting {name!r}{hint}; settings: {', '.join(settable())}")
+        hint = f" (did you mean {close[0]}?)" if close else " (\\help set lists them)"
+        raise CommandError(f"unknown setting {name!r}{hint}")
     if not raw:
         raise CommandError(f"\\set {name}: missing value, e.g. \\set {name}=...")
     value: Any = None if raw.lower() in ("none", "null", "default") else raw

@@ -23,6 +23,7 @@ from harmony_tui.conversation import (
 from harmony_tui.engine.events import (
     ContextTrimmed,
     Event,
+    MessageDone,
     ParseIssue,
     PromptProgress,
     Stats,
@@ -32,11 +33,13 @@ from harmony_tui.engine.events import (
     TurnStart,
 )
 from harmony_tui.logs import logger
-from harmony_tui.widgets.messages import AssistantMessage
+from harmony_tui.widgets.messages import AssistantMessage, CallInfo
 
 END_NOTES = {"cancelled": "⏹ stopped", "length": "… stopped at the token limit"}
 STATUS_WORDS = {"done": "answered", "error": "failed", "denied": "denied",
                 "limit": "not run (call limit)", "refused": "not available"}
+STEP_WORDS = {"waiting for approval": "waiting for approval", "running": "running",
+              "stopped": "stopped", "not run": "not run (tool off)"}
 
 
 class TurnView:
@@ -47,6 +50,7 @@ class TurnView:
         self.widget = widget
         self.generating = False
         self.stopped_in_tool = False
+        self.thinking_ended = False  # a thinking message ended: set the next one apart
         self.spoken: Any = None  # a voice_control.SpokenTurn when the answer is spoken
         self.done = asyncio.Event()  # its reader has returned
 
@@ -61,8 +65,11 @@ class TurnView:
                 if event.channel == "final":
                     await self.widget.append_answer(event.text)
                 else:
-                    self.app.thinking.write(event.text, event.channel)
-                    self.widget.append_thinking(event.text)
+                    new, self.thinking_ended = self.thinking_ended, False
+                    self.app.thinking.write(event.text, event.channel, new_message=new)
+                    await self.widget.append_thinking(event.text, new_message=new)
+            elif isinstance(event, MessageDone):
+                self.thinking_ended = event.message.channel != "final"
             elif isinstance(event, TokenProgress):
                 self._generating(status)
                 status.generated = event.generated
@@ -78,7 +85,7 @@ class TurnView:
                     status.detail = f"{100 * event.processed // event.total}%"
             elif isinstance(event, ContextTrimmed):
                 if getattr(event, "new", True):  # said once per trim, not at every turn
-                    self.widget.add_note(f"dropped {event.dropped_messages} earlier messages "
+                    await self.widget.add_note(f"dropped {event.dropped_messages} earlier messages "
                                          f"({event.dropped_tokens} tokens) to fit the "
                                          f"{event.limit}-token context")
             elif isinstance(event, ToolCall):
@@ -96,17 +103,17 @@ class TurnView:
                 status.state, status.detail = "tool", event.call.recipient
                 self._entry_status(event.call, "waiting for approval" if waiting else "running")
             elif isinstance(event, ToolFinished):
-                self._tool_finished(event)
+                await self._tool_finished(event)
             elif isinstance(event, ToolOff):
                 self._entry_status(event.call, "not run", f"{event.hint}. "
                                    "Tools: the command palette (Ctrl+P) turns them on.")
-                self.widget.add_note(f"⚠ {event.call.recipient} not run: {event.hint}")
+                await self.widget.add_note(f"⚠ {event.call.recipient} not run: {event.hint}")
             elif isinstance(event, ToolStopped):
                 self.stopped_in_tool = True
                 self._entry_status(event.call, "stopped")
-                self.widget.add_note(f"⏹ stopped while {event.call.recipient} ran")
+                await self.widget.add_note(f"⏹ stopped while {event.call.recipient} ran")
             elif isinstance(event, ToolLimitReached):
-                self.widget.add_note(f"stopped after {event.limit} tool calls "
+                await self.widget.add_note(f"stopped after {event.limit} tool calls "
                                      "(max_calls_per_turn)")
             elif isinstance(event, SubTurnStarted):
                 self.generating = False
@@ -126,17 +133,21 @@ class TurnView:
         entry = await app.tools.add_call(call.call_id, call.recipient, call.arguments,
                                          call.content_type)
         app.show_tools_pane()
+        info = CallInfo(call.call_id, call.recipient, call.arguments, call.content_type)
         if call.error:
             entry.set_status("requested", f"(arguments are not valid JSON: {call.error})")
-        self.widget.add_note(f"→ called {call.recipient}")
+            info.result = f"(arguments are not valid JSON: {call.error})"
+        await self.widget.add_call(info)
 
     def _entry_status(self, call: ToolCall, status: str, text: str | None = None) -> Any:
+        """The call's status in the tool pane and in the conversation."""
         entry = self.app.tools.entries.get(call.call_id)
         if entry is not None:
             entry.set_status(status, text)
+        self.widget.call_status(call.call_id, STEP_WORDS.get(status, status))
         return entry
 
-    def _tool_finished(self, event: ToolFinished) -> None:
+    async def _tool_finished(self, event: ToolFinished) -> None:
         logger.info("tool %s %s (%s, %.2fs)", event.call.recipient, event.status,
                     event.decision, event.duration_s)
         entry = self._entry_status(event.call, event.status if event.status in (
@@ -144,7 +155,10 @@ class TurnView:
         if entry is not None and event.duration_s:
             entry.duration = event.duration_s
             entry.title = entry.title_text()
-        self.widget.add_note(f"← {event.call.recipient} {STATUS_WORDS[event.status]}")
+        word = STATUS_WORDS[event.status]
+        took = f" · {event.duration_s:.2f}s" if event.duration_s else ""
+        self.widget.call_status(event.call.call_id, word + took, event.text)
+        await self.widget.add_note(f"← {event.call.recipient} {word}", log_only=True)
 
     async def _finish(self, finished: TurnFinished) -> None:
         app, end = self.app, finished.end

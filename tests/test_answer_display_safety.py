@@ -38,7 +38,7 @@ async def test_streamed_answers_and_thinking_show_no_control_sequences() -> None
             message = app.query_one(AssistantMessage)
             await message.append_answer(HOSTILE[:20])
             await message.append_answer(HOSTILE[20:])
-            message.append_thinking(f"thinking{OSC52}")
+            await message.append_thinking(f"thinking{OSC52}")
             await message.finish()
             await pilot.pause()
             message.query_one(".thinking-fold").collapsed = False

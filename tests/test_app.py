@@ -123,11 +123,14 @@ async def test_invalid_sidebar_values_are_refused_with_a_message():
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
         await ready(pilot)
-        await pilot.press("f5", "left")  # temperature 0 - 0.05
+        await pilot.press("f5", "left")  # temperature 0 - 0.05: stops at the bound (issue 14)
         message = str(app.query_one("#settings-message").render())
-        assert "greater than or equal to 0" in message
+        assert "stays at 0" in message and "lowest" in message
         assert app.params.temperature == 0
         await pilot.press("enter")
+        app.query_one("#settings-input").value = "-1"
+        await pilot.press("enter")
+        assert "greater than or equal to 0" in str(app.query_one("#settings-message").render())
         app.query_one("#settings-input").value = "hot"
         await pilot.press("enter")
         assert "expected a number" in str(app.query_one("#settings-message").render())

@@ -78,3 +78,36 @@ async def test_a_taken_port_is_reported_and_the_app_goes_on(tmp_path):
                                               for n in app._notifications),
                            what="the error notification")
             assert app.server is None
+
+
+async def test_the_port_flag_reaches_the_embedded_server(tmp_path, monkeypatch):
+    """``harmony-tui --port N`` then Ctrl+G serves on N, over the user config's port."""
+    from harmony_tui import cli
+    from harmony_tui.app import HarmonyApp
+    from harmony_tui.config.settings import Choices, resolve
+    from harmony_tui.config.user_config import ServerSettings, UserConfig
+    from harmony_tui.server.cli_args import server_options
+
+    flag_port, config_port = free_port(), free_port()
+    args = cli.build_parser().parse_args(["--port", str(flag_port)])
+    user = UserConfig(server=ServerSettings(port=config_port))
+    # the options cmd_app computes and hands to the app (checked below on the real cmd_app)
+    settings = resolve(Choices(params={"temperature": 0}), user)
+    app = make_app(settings=settings, chats_dir=tmp_path,
+                   server_options=server_options(args, user.server))
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.server is not None, what="the server to start")
+        assert f"127.0.0.1:{flag_port}/v1" in app.status.server_url
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.server is None, what="the server to stop")
+
+    # cmd_app passes the flags on: the terminal app itself cannot run inside pytest, so its
+    # run() is replaced by one that records what the app was given (a stand-in, said here)
+    seen = {}
+    monkeypatch.setattr(HarmonyApp, "run", lambda self: seen.update(self.server_options))
+    monkeypatch.setenv("HARMONY_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HARMONY_TUI_DATA_DIR", str(tmp_path / "data"))
+    cli.main(["--port", str(flag_port)])
+    assert seen["port"] == flag_port

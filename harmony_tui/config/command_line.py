@@ -46,7 +46,9 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
         if name == "reasoning_effort":
             choices, kind = ["low", "medium", "high"], str
         default = info.default
-        help_text = f"{info.description} (default: {default if default is not None else 'none'})"
+        description = info.description or ""
+        help_text = description if "(default:" in description or "(none:" in description \
+            else f"{description} (default: {default if default is not None else 'none'})"
         group.add_argument(flag, dest=name, type=kind, choices=choices, default=argparse.SUPPRESS,
                            metavar=None if choices else kind.__name__.upper(), help=help_text)
 

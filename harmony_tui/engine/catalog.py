@@ -14,6 +14,7 @@ class ModelChoice:
     spec: str
     source: str  # demo | folder | hf-cache
     model_type: str = ""
+    problem: str = ""  # why it cannot load as it is (a folder with a bad config.json ...)
 
 
 def _model_type(folder: Path) -> str | None:
@@ -26,14 +27,33 @@ def _model_type(folder: Path) -> str | None:
     return str(config.get("model_type") or "")
 
 
-def local_models(models_dir: Path | None) -> list[ModelChoice]:
-    """Every model that can be loaded without a download."""
+def folder_problem(folder: Path) -> str:
+    """Why a folder that looks like a model (it has a config.json) cannot load; "" if none."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except OSError as err:
+        return f"config.json unreadable ({err.strerror or err})"
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return f"config.json is not valid JSON ({err})"
+    if not isinstance(config, dict):
+        return "config.json is not a JSON object"
+    if not any(folder.glob("model*.safetensors")):
+        return "no model*.safetensors weights"
+    return ""
+
+
+def local_models(models_dir: Path | None, broken: bool = False) -> list[ModelChoice]:
+    """Every model that can be loaded without a download (``broken``: also the folders with a
+    config.json that cannot load, each with its ``problem``)."""
     choices = [ModelChoice("demo", "demo", "gpt_oss")]
     if models_dir is not None and models_dir.is_dir():
         for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
             model_type = _model_type(folder)
             if model_type is not None:
                 choices.append(ModelChoice(str(folder), "folder", model_type))
+            elif broken and (folder / "config.json").exists():  # shown, with why it cannot load
+                choices.append(ModelChoice(str(folder), "folder", "",
+                                           folder_problem(folder)))
     choices.extend(hf_cache_models())
     return choices
 

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 from harmony_tui.text_safety import visible_controls
 from harmony_tui.tools.base import ApprovalRequest
@@ -46,9 +46,10 @@ class ApprovalScreen(ModalScreen[str]):
                               line_numbers=request.language == "python")
                 yield Static(body, id="approval-text")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Allow once [y]", variant="success", id="once")
-                yield Button("Allow for this chat [a]", variant="primary", id="chat")
-                yield Button("Deny [n]", variant="error", id="deny")
+                yield Button(Content("Allow once [y]"), variant="success", id="once")
+                yield Button(Content("Allow for this chat [a]"), variant="primary", id="chat")
+                yield Button(Content("Deny [n]"), variant="error", id="deny")
+        yield Footer()  # this screen's own keys, not the main screen's
 
     def on_mount(self) -> None:
         self.query_one("#deny", Button).focus()

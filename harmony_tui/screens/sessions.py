@@ -12,8 +12,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from harmony_tui import paths
 from harmony_tui.errors import HarmonyTuiError
@@ -56,10 +57,11 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="dialog"):
-            yield Label(self.question, id="confirm-question")
+            yield Label(Content(self.question), id="confirm-question")  # names: plain text
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Delete", variant="error", id="yes")
                 yield Button("Cancel", id="no")
+        yield Footer()  # this screen's own keys, not the main screen's
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -80,8 +82,9 @@ class RenameScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="rename-box", classes="dialog"):
-            yield Label(f"Rename {self.current!r} to:")
+            yield Label(Content(f"Rename {self.current!r} to:"))
             yield Input(self.current, id="rename-input")
+        yield Footer()
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -109,10 +112,11 @@ class SessionsScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sessions-box", classes="dialog"):
-            yield Label(f"Chats in {self.chats_dir}", id="sessions-title")
+            yield Label(Content(f"Chats in {self.chats_dir}"), id="sessions-title")
             yield Input(placeholder="search titles and text…", id="sessions-search")
             yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
             yield Static(HELP, id="sessions-help")
+        yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -31,6 +31,7 @@ class Entry:
     notes: list[str] = field(default_factory=list)
     model: str = ""
     error: bool = False
+    parts: list[tuple[str, object]] | None = None  # an assistant turn's parts, in order
 
 
 class ConversationView(VerticalScroll):
@@ -109,6 +110,7 @@ class ConversationView(VerticalScroll):
         if isinstance(widget, AssistantMessage):
             entry.text, entry.thinking, entry.notes = widget.answer, widget.thinking, \
                 list(widget.notes)
+            entry.parts = list(widget.parts)
 
     async def _prune(self) -> None:
         while len(self._widgets) > self.max_mounted:
@@ -140,7 +142,8 @@ class ConversationView(VerticalScroll):
         return AssistantMessage(entry.model, markdown=self.markdown,
                                 truncate_thinking=self.truncate_thinking,
                                 truncate_response=self.truncate_response, answer=entry.text,
-                                thinking=entry.thinking, notes=tuple(entry.notes))
+                                thinking=entry.thinking, notes=tuple(entry.notes),
+                                parts=None if entry.parts is None else tuple(entry.parts))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button is self._earlier:

@@ -1,17 +1,25 @@
-"""Message widgets: the person's prompts and the model's streamed answers."""
+"""Message widgets: the person's prompts and the model's turns, shown in the order they
+happened (thinking, each tool call with its result, more thinking, the answer)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Collapsible, Markdown, Static
-from textual.widgets._markdown import MarkdownStream
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Collapsible, Static
 
 from harmony_tui.text_safety import terminal_safe
+from harmony_tui.widgets.answer import StreamingAnswer
+from harmony_tui.widgets.tool_view import arguments_view
 
 HELP = """\
-An answer from the model. Its thinking is folded above the answer; click or press Enter on
-**Thinking** to open it. **F8** copies the last answer, **F9** its last code block.
+An answer from the model, in the order it happened: its thinking (folded), each tool call
+(folded: open it to see the code and the result) and the answer. Click or press Enter on a
+fold to open it. **F8** copies the last answer, **F9** its last code block.
 """
 
 
@@ -21,6 +29,18 @@ def truncated(text: str, limit: int | None) -> str:
     if limit is None or len(text) <= limit:
         return terminal_safe(text)
     return terminal_safe(text[:limit]) + f"\n\n… ({len(text) - limit} more characters hidden)"
+
+
+@dataclass
+class CallInfo:
+    """A tool call as the conversation shows it."""
+
+    call_id: str
+    recipient: str
+    arguments: str
+    content_type: str | None = None
+    status: str = "called"  # called | running | answered | denied | failed | not run ...
+    result: str | None = None
 
 
 class UserMessage(Static):
@@ -34,8 +54,63 @@ class UserMessage(Static):
         self.border_title = "You"
 
 
+class ThinkingFold(Collapsible):
+    """One stretch of thinking inside a turn (filled when it ends: cheap while streaming)."""
+
+    def __init__(self, text: str = "", limit: int | None = None) -> None:
+        self.text = text
+        self.limit = limit
+        super().__init__(Static(truncated(text, limit), markup=False, classes="thinking-text"),
+                         title=self.title_text(), collapsed=True, classes="thinking-fold")
+
+    def title_text(self) -> Content:
+        return Content(f"Thinking ({len(self.text.split())} words)")
+
+    def add(self, text: str) -> None:
+        self.text += text
+        self.title = self.title_text()
+
+    def fill(self) -> None:
+        self.query_one(".thinking-text", Static).update(truncated(self.text, self.limit))
+
+
+class CallFold(Collapsible):
+    """A tool call: one line (tool and status), open to see its code or arguments and result."""
+
+    def __init__(self, info: CallInfo) -> None:
+        self.info = info
+        super().__init__(Static(arguments_view(info.recipient, info.arguments,
+                                               info.content_type), classes="call-args"),
+                         Static(self._result_text(), classes="call-result"),
+                         title=self.title_text(), collapsed=True, classes="call-fold")
+
+    def title_text(self) -> Content:
+        return Content(terminal_safe(f"{self.info.recipient} · {self.info.status}"))
+
+    def _result_text(self) -> Text:
+        result = self.info.result
+        return Text("" if result is None else "← " + terminal_safe(result.rstrip()),
+                    style="italic")
+
+    def update_status(self, status: str, result: str | None = None) -> None:
+        self.info.status = status
+        if result is not None:
+            self.info.result = result
+            self.query_one(".call-result", Static).update(self._result_text())
+        self.title = self.title_text()
+
+
+def turn_note(text: str) -> Static:
+    return Static(text, markup=False, classes="turn-note")
+
+
 class AssistantMessage(Vertical):
-    """One assistant turn: folded thinking, tool-call notes and the streamed final answer."""
+    """One assistant turn: its parts in order (thinking folds, call folds, notes), then the
+    streamed answer, then closing notes.
+
+    ``thinking`` is all of the turn's thinking; ``notes`` every note as text, calls included
+    ("→ called python", "← python answered"); ``parts`` what a rebuilt widget needs:
+    ("thinking", text), ("call", CallInfo) and ("note", text) in order, then ("end", text)."""
 
     HELP = HELP
     DEFAULT_CLASSES = "message assistant-message"
@@ -43,8 +118,9 @@ class AssistantMessage(Vertical):
     def __init__(self, model_name: str, markdown: bool = True,
                  truncate_thinking: int | None = None, truncate_response: int | None = None,
                  answer: str = "", thinking: str = "", notes: tuple[str, ...] = (),
-                 **kwargs) -> None:
-        """A streaming answer; with ``answer``/``thinking``/``notes`` a finished one (rebuilt)."""
+                 parts: tuple[tuple[str, object], ...] | None = None, **kwargs) -> None:
+        """A streaming answer; with ``answer``/``parts`` (or ``thinking``/``notes``) a finished
+        one (rebuilt)."""
         super().__init__(**kwargs)
         self.border_title = model_name
         self.markdown_enabled = markdown
@@ -53,27 +129,49 @@ class AssistantMessage(Vertical):
         self.answer = answer
         self.thinking = thinking
         self.notes: list[str] = list(notes)
-        self._stream: MarkdownStream | None = None
+        if parts is None:  # an entry without parts: its thinking, then its notes
+            parts = ((("thinking", thinking),) if thinking else ()) + tuple(
+                ("note", note) for note in notes)
+        self.parts: list[tuple[str, object]] = list(parts)
         self._shown = len(answer)
-        self.finished = bool(answer or thinking or notes)
+        self._calls: dict[str, CallFold] = {}
+        self._fold: ThinkingFold | None = None  # the thinking being written
+        self.finished = bool(answer or thinking or notes or parts)
 
     def compose(self) -> ComposeResult:
-        with Collapsible(title=self._thinking_title(), collapsed=True,
-                         classes="thinking-fold") as fold:
-            fold.display = bool(self.thinking)
-            yield Static(truncated(self.thinking, self.truncate_thinking), markup=False,
-                         classes="thinking-text")
+        ends = []
+        for kind, value in self.parts:
+            if kind == "end":
+                ends.append(turn_note(str(value)))
+            else:
+                yield self._part_widget(kind, value)
         shown = truncated(self.answer, self.truncate_response)
         if self.markdown_enabled:
-            yield Markdown(shown, classes="answer")
+            yield StreamingAnswer(shown)
         else:
             yield Static(shown, markup=False, classes="answer")
-        notes = Static("\n".join(self.notes), markup=False, classes="turn-notes")
-        notes.display = bool(self.notes)
-        yield notes
+        yield from ends
 
-    def _thinking_title(self) -> str:
-        return f"Thinking ({len(self.thinking.split())} words)"
+    def _part_widget(self, kind: str, value: object) -> Widget:
+        if kind == "thinking":
+            return ThinkingFold(str(value), self.truncate_thinking)
+        if kind == "call":
+            assert isinstance(value, CallInfo)
+            fold = CallFold(value)
+            self._calls[value.call_id] = fold
+            return fold
+        return turn_note(str(value))
+
+    async def _add_part(self, kind: str, value: object) -> Widget:
+        if self._fold is not None:
+            self._fold.fill()
+            self._fold = None
+        self.parts.append((kind, value))
+        widget = self._part_widget(kind, value)
+        await self.mount(widget, before=self.query_one(".answer"))
+        return widget
+
+    # -- streaming --------------------------------------------------------------------------
 
     async def append_answer(self, text: str) -> None:
         """Stream more of the final answer (display limited by ``truncate_response``)."""
@@ -84,51 +182,68 @@ class AssistantMessage(Vertical):
         visible = text if limit is None else text[: limit - self._shown]
         self._shown += len(visible)
         if self.markdown_enabled:
-            if self._stream is None:
-                self._stream = Markdown.get_stream(self.query_one(".answer", Markdown))
-            await self._stream.write(terminal_safe(visible))
+            await self.query_one(StreamingAnswer).append(terminal_safe(visible))
         else:
             self.query_one(".answer", Static).update(truncated(self.answer, limit))
 
     async def set_answer(self, text: str) -> None:
         """Replace the whole answer (e.g. with citations turned into links)."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
         self.answer = text
         self._shown = min(len(text), self.truncate_response or len(text))
         shown = truncated(text, self.truncate_response)
         if self.markdown_enabled:
-            await self.query_one(".answer", Markdown).update(shown)
+            await self.query_one(StreamingAnswer).replace(shown)
         else:
             self.query_one(".answer", Static).update(shown)
 
-    def append_thinking(self, text: str) -> None:
-        """Keep the turn's thinking; shown in the fold once the turn ends."""
-        self.thinking += text
-        fold = self.query_one(".thinking-fold", Collapsible)
-        if not fold.display:
-            fold.display = True
-        fold.title = self._thinking_title()
+    async def append_thinking(self, text: str, new_message: bool = False) -> None:
+        """More thinking: into the current fold, or a new one after a call or a note
+        (``new_message``: a new thinking message of the same stretch, set apart)."""
+        sep = "\n\n" if new_message or (self._fold is None and self.thinking) else ""
+        self.thinking += sep + text
+        if self._fold is None:
+            self._fold = await self._add_part("thinking", "")
+            assert isinstance(self._fold, ThinkingFold)
+        elif new_message:
+            text = "\n\n" + text
+        self._fold.add(text)
+        self.parts[-1] = ("thinking", self._fold.text)
 
-    def add_note(self, note: str) -> None:
+    async def add_call(self, info: CallInfo) -> None:
+        """A tool call, shown where it happened."""
+        self.notes.append(f"→ called {info.recipient}")
+        await self._add_part("call", info)
+
+    def call_status(self, call_id: str, status: str, result: str | None = None) -> None:
+        fold = self._calls.get(call_id)
+        if fold is not None:
+            fold.update_status(status, result)
+
+    async def add_note(self, note: str, *, log_only: bool = False) -> None:
+        """A note in the turn's order (``log_only``: kept in ``notes``, shown by a call's
+        fold already)."""
         self.notes.append(note)
-        notes = self.query_one(".turn-notes", Static)
-        notes.update("\n".join(self.notes))
-        notes.display = True
+        if not log_only:
+            await self._add_part("note", note)
+
+    async def add_end_note(self, note: str) -> None:
+        """A note after the answer (how the turn ended)."""
+        self.notes.append(note)
+        self.parts.append(("end", note))
+        await self.mount(turn_note(note))
 
     async def finish(self, note: str | None = None) -> None:
-        """The turn is over: flush the stream, fill the thinking fold, add a status note."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        """The turn is over: flush the stream, fill the thinking, add a closing note."""
+        if self.markdown_enabled:
+            await self.query_one(StreamingAnswer).finish()
+        if self._fold is not None:
+            self._fold.fill()
+            self._fold = None
         if self.truncate_response is not None and len(self.answer) > self.truncate_response:
             hidden = len(self.answer) - self.truncate_response
-            self.add_note(f"… {hidden} more characters hidden (truncate_response)")
-        self.query_one(".thinking-text", Static).update(
-            truncated(self.thinking, self.truncate_thinking))
+            await self.add_end_note(f"… {hidden} more characters hidden (truncate_response)")
         if note:
-            self.add_note(note)
+            await self.add_end_note(note)
         self.finished = True
 
     def code_blocks(self) -> list[str]:

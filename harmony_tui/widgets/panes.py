@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -13,6 +11,7 @@ from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
 from harmony_tui.text_safety import terminal_safe
+from harmony_tui.widgets.tool_view import arguments_view
 
 THINKING_HELP = """\
 The model's thinking (Harmony's analysis channel and commentary) for the current turn, as it
@@ -23,6 +22,11 @@ TOOLS_HELP = """\
 One entry per tool call the model makes: the tool, its arguments, status, duration and
 result. Open an entry with Enter or a click. Toggle with **F3**.
 """
+
+
+EMPTY_THINKING = "The model's thinking shows here while it answers."
+EMPTY_TOOLS = "No tool calls in this chat yet."
+MESSAGE_RULE = "\n\n───\n"
 
 
 class ThinkingPane(Vertical):
@@ -38,15 +42,24 @@ class ThinkingPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield TextArea(read_only=True, soft_wrap=True, show_cursor=False, compact=True,
-                       id="thinking-log")
+                       placeholder=EMPTY_THINKING, id="thinking-log")
+
+    def on_mount(self) -> None:
+        self.add_class("empty")
 
     def start_turn(self, title: str) -> None:
         self.text = ""
         self.query_one(TextArea).load_text("")
         self.border_subtitle = title
+        self.add_class("empty")
 
-    def write(self, text: str, channel: str = "analysis") -> None:
-        """Append text; stays scrolled to the end unless the person scrolled up."""
+    def write(self, text: str, channel: str = "analysis", new_message: bool = False) -> None:
+        """Append text; stays scrolled to the end unless the person scrolled up. A new thinking
+        message (``new_message``) is set apart by a rule."""
+        if new_message and self.text:
+            text = MESSAGE_RULE + text.lstrip("\n")
+        if not self.text:
+            self.remove_class("empty")
         self.text += text
         area = self.query_one(TextArea)
         follow = area.scroll_y >= area.max_scroll_y - 1
@@ -71,18 +84,10 @@ class ToolCallEntry(Collapsible):
         self.result: str | None = None
         self.started = time.monotonic()
         self.duration: float | None = None
-        super().__init__(Static(self._arguments_view(content_type), classes="tool-args"),
+        super().__init__(Static(arguments_view(recipient, arguments, content_type),
+                                classes="tool-args"),
                          Static("", classes="tool-result"),
                          title=self.title_text(), collapsed=True)
-
-    def _arguments_view(self, content_type: str | None):
-        try:
-            pretty = json.dumps(json.loads(self.arguments), indent=2, ensure_ascii=False)
-            return Syntax(terminal_safe(pretty), "json", word_wrap=True, theme="ansi_dark")
-        except (json.JSONDecodeError, TypeError):
-            lexer = "python" if self.recipient == "python" or content_type == "code" else "text"
-            return Syntax(terminal_safe(self.arguments), lexer, word_wrap=True,
-                          theme="ansi_dark")
 
     def title_text(self) -> Content:
         """The title as plain text (a recipient is the model's words, never markup)."""
@@ -112,8 +117,12 @@ class ToolCallsPane(VerticalScroll):
         self.border_title = "Tool calls"
         self.entries: dict[str, ToolCallEntry] = {}
 
+    def compose(self) -> ComposeResult:
+        yield Static(EMPTY_TOOLS, classes="empty-hint")
+
     async def add_call(self, call_id: str, recipient: str, arguments: str,
                        content_type: str | None) -> ToolCallEntry:
+        self.query_one(".empty-hint").display = False
         entry = ToolCallEntry(call_id, recipient, arguments, content_type)
         self.entries[call_id] = entry
         await self.mount(entry)
@@ -122,4 +131,5 @@ class ToolCallsPane(VerticalScroll):
 
     async def clear(self) -> None:
         self.entries.clear()
-        await self.remove_children()
+        await self.remove_children(ToolCallEntry)
+        self.query_one(".empty-hint").display = True

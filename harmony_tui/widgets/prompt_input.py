@@ -16,12 +16,15 @@ Commands start with `\\` or `/`: `\\help`, `\\list`, `\\set name=value`, `\\clea
 """
 
 
+NEWLINE_KEYS = "shift+enter,ctrl+j"
+
+
 class PromptInput(TextArea):
     """A TextArea that submits on Enter and keeps a history of sent prompts."""
 
     HELP = HELP
     BINDINGS = [
-        Binding("shift+enter,ctrl+j", "newline", "New line", show=False, id="prompt.newline"),
+        Binding(NEWLINE_KEYS, "newline", "New line", show=False, id="prompt.newline"),
     ]
 
     @dataclass
@@ -39,7 +42,18 @@ class PromptInput(TextArea):
         self._history_index: int | None = None
         self._draft = ""
 
+    def _newline_keys(self) -> set[str]:
+        keys = getattr(self.app, "user_keymap", {}).get("prompt.newline", NEWLINE_KEYS)
+        return {key.strip() for key in keys.split(",")}
+
     async def _on_key(self, event: events.Key) -> None:
+        if event.key in self._newline_keys():
+            # here, not through the binding: a binding's action runs later, so a character
+            # typed right after it would land before the new line
+            event.stop()
+            event.prevent_default()
+            self.action_newline()
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()

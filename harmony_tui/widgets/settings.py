@@ -66,8 +66,24 @@ def stepped(name: str, value: Any, direction: int, context_limit: int | None) ->
     new = value + direction * step
     if isinstance(step, float) or isinstance(value, float):
         decimals = len(str(step).split(".")[1]) if "." in str(step) else 0
-        return round(float(new), max(decimals, 2))
-    return int(new)
+        new = round(float(new), max(decimals, 2))
+    else:
+        new = int(new)
+    return within_bounds(name, new, value)
+
+
+def within_bounds(name: str, new: Any, old: Any) -> Any:
+    """``new`` stopped at the field's bounds (``old`` when only an open bound is beyond)."""
+    for rule in GenerationParams.model_fields[name].metadata:
+        if getattr(rule, "le", None) is not None and new > rule.le:
+            new = type(new)(rule.le)
+        if getattr(rule, "ge", None) is not None and new < rule.ge:
+            new = type(new)(rule.ge)
+        if getattr(rule, "gt", None) is not None and new <= rule.gt:
+            new = old
+        if getattr(rule, "lt", None) is not None and new >= rule.lt:
+            new = old
+    return new
 
 
 def parse_typed(name: str, text: str) -> Any:
@@ -119,8 +135,9 @@ class SettingsList(Widget, can_focus=True):
             value = getattr(params, name)
             changed = value != getattr(base, name)
             selected = index == self.cursor
+            row = None  # the whole row of the cursor is highlighted, not only its name
             if selected and self.has_focus:
-                style = self.get_component_rich_style("settings-list--cursor")
+                style = row = self.get_component_rich_style("settings-list--cursor")
             else:
                 style = Style(bold=selected)
             label = Text(LABELS.get(name, name.replace("_", " ")), style=style)
@@ -129,9 +146,9 @@ class SettingsList(Widget, can_focus=True):
                          if changed else "")
             if name in self.sidebar.not_sent:  # a remote engine cannot send it
                 label.stylize("dim strike")
-                table.add_row(label, shown, Text("✗", style="bold"))
+                table.add_row(label, shown, Text("✗", style="bold"), style=row)
                 continue
-            table.add_row(label, shown, Text("●" if changed else " ", style="bold"))
+            table.add_row(label, shown, Text("●" if changed else " ", style="bold"), style=row)
         return table
 
     def get_content_height(self, container, viewport, width: int) -> int:
@@ -143,7 +160,12 @@ class SettingsList(Widget, can_focus=True):
     def action_step(self, direction: int) -> None:
         name = FIELDS[self.cursor]
         current = getattr(self.sidebar.params, name)
-        self.sidebar.try_set(name, stepped(name, current, direction, self.sidebar.context_limit))
+        new = stepped(name, current, direction, self.sidebar.context_limit)
+        if new == current and current is not None:
+            self.sidebar.show_message(f"{name} stays at {format_value(name, current)}: its "
+                                      f"{'highest' if direction > 0 else 'lowest'} value")
+            return
+        self.sidebar.try_set(name, new)
 
     def action_edit(self) -> None:
         self.sidebar.start_edit(FIELDS[self.cursor])
@@ -178,6 +200,7 @@ class SettingsSidebar(Vertical):
 
     def __init__(self, params: GenerationParams, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.message_text = ""
         self.border_title = "Settings"
         self.params = params
         self.baseline = params
@@ -198,6 +221,7 @@ class SettingsSidebar(Vertical):
         return self.query_one(SettingsList)
 
     def show_message(self, text: str, error: bool = False) -> None:
+        self.message_text = text
         message = self.query_one("#settings-message", Static)
         message.update(text)
         message.set_class(error, "error")
