@@ -12,6 +12,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import ProgressBar
 
 from harmony_tui.logs import logger
+from harmony_tui.sessions.cache import load_chat_cache
 
 
 class LoadProgress(TextualMessage):
@@ -64,6 +65,7 @@ class ModelMixin:
             return
         bar.display = False
         logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
+        await load_chat_cache(self.engine, self.session.path)  # a resumed chat's prompt cache
         self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f}s", timeout=3)
         first = not self.model_name
         self.model_spec = spec or loaded.name

@@ -190,6 +190,39 @@ class Engine:
         for stream in streams:
             stream.cancel()
 
+    def save_prompt_cache(self, path: Path, max_bytes: int) -> Future[int]:
+        """Write the newest prompt-cache checkpoints to ``path`` (see ``cache_file.py``).
+
+        The future's result is the bytes written: 0 when nothing was cached or the cache is
+        larger than ``max_bytes`` (an older file at ``path`` is then removed)."""
+        from harmony_tui.engine import cache_file
+
+        return self._job(lambda: cache_file.save(self.prompt_cache, self._require_model(),
+                                                 path, max_bytes))
+
+    def load_prompt_cache(self, path: Path) -> Future[int]:
+        """Reuse the checkpoints saved at ``path`` by the same model; the future's result is
+        the tokens they cover (0: no file, another model's, or unreadable)."""
+        from harmony_tui.engine import cache_file
+
+        return self._job(lambda: cache_file.load(self.prompt_cache, self._require_model(),
+                                                 path))
+
+    def _job(self, work: Callable[[], Any]) -> Future[Any]:
+        """Run ``work`` on the generation thread; its result or exception in the future."""
+        future: Future[Any] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(work())
+            except BaseException as err:
+                future.set_exception(err)
+
+        self._put(job)
+        return future
+
     def wire_weights(self) -> Future[str]:
         """Keep the loaded model's weights wired in memory (``mlock``; Metal only).
 

@@ -314,6 +314,19 @@ class PromptCacheStore:
                              else copy.deepcopy(snap))
         return cache
 
+    def export(self, earlier: int) -> tuple[list[int], list[Any], dict[int, Snapshot]] | None:
+        """The newest trunk's tokens up to its last checkpoint, the cache there, and the
+        snapshots of up to ``earlier`` checkpoints before it (None: nothing is held)."""
+        if not self._trunks:
+            return None
+        trunk = self._trunks[-1]
+        if not trunk.anywhere and not trunk.checkpoints:
+            return None
+        end = len(trunk.tokens) if trunk.anywhere else max(trunk.checkpoints)
+        cache = self._build(trunk, end, trunk.checkpoints.get(end))
+        before = sorted(p for p in trunk.checkpoints if p < end)[-earlier:] if earlier else []
+        return trunk.tokens[:end], cache, {p: trunk.checkpoints[p].layers for p in before}
+
     # -- storing --------------------------------------------------------------------------------
 
     def store(self, tokens: Sequence[int], cache: Sequence[Any],
