@@ -15,6 +15,7 @@ from harmony_tui.config.placeholders import expander
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.errors import HarmonyTuiError
 from harmony_tui.logs import logger
+from harmony_tui.sessions.cache import load_chat_cache, save_chat_cache
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.sessions.lock import ChatLockedError, ChatSaveError
 from harmony_tui.sessions.store import free_path, timestamp_name
@@ -142,6 +143,8 @@ class ChatsMixin:
 
     async def _show_chat(self, session: ChatSession | None) -> None:
         old = self.session
+        if session is not old:
+            await save_chat_cache(self.engine, old.path)  # resuming it later skips re-reading
         self.session = session if session is not None else self.new_session()
         if old is not self.session:
             if old.unsaved:  # its last saves failed: once more, else a copy in the temp folder
@@ -167,6 +170,7 @@ class ChatsMixin:
                                                      if k in GenerationParams.model_fields})
                 self.settings.set_params(self.params)
         await self.show_session()
+        await load_chat_cache(self.engine, self.session.path)
         self.prompt.focus()
 
     def action_sessions(self) -> None:
@@ -222,6 +226,7 @@ class ChatsMixin:
             with contextlib.suppress(NoMatches):
                 self.status.state, self.status.detail = "stopping", "saving the answer"
         await self.stop_and_save(self.quit_wait_seconds)
+        await save_chat_cache(self.engine, self.session.path)  # resuming skips re-reading
         self._detach_if_terminal_lost()
         self.exit(return_code=return_code)
 

@@ -12,6 +12,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import ProgressBar
 
 from harmony_tui.logs import logger
+from harmony_tui.sessions.cache import load_chat_cache
 
 
 class LoadProgress(TextualMessage):
@@ -67,6 +68,7 @@ class ModelMixin:
         bar.display = False
         self.load_error = None
         logger.info("loaded %s in %.1fs", loaded.name, loaded.load_seconds)
+        await load_chat_cache(self.engine, self.session.path)  # a resumed chat's prompt cache
         first = not self.model_name
         self.model_spec = spec or loaded.name
         self.model_name = loaded.name

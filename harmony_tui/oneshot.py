@@ -26,6 +26,7 @@ from harmony_tui.conversation import (
 )
 from harmony_tui.engine.events import Event, MessageDone, ParseIssue, TextDelta, ToolCall
 from harmony_tui.exit_signals import Terminated
+from harmony_tui.sessions.cache import load_chat_cache, save_chat_cache
 from harmony_tui.sessions.chat import ChatSession
 from harmony_tui.text_safety import json_terminal_safe, terminal_safe
 from harmony_tui.tools.base import ApprovalRequest, ToolInvocation
@@ -145,6 +146,7 @@ async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: 
     for error in toolset.errors:
         print(f"{prog}: warning: {error}", file=sys.stderr)
     session = open_session(settings, lock)
+    await load_chat_cache(engine, session.path)
     printer = Printer(json_mode, show_thinking, sys.stdout, sys.stderr)
     setup = toolset.declare(settings.prompt.setup(expand))
     unsent = getattr(engine, "unsent_settings", None)
@@ -194,6 +196,7 @@ async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: 
     stopper.raise_if_stopped()
     assert finished is not None
     printer.end()
+    await save_chat_cache(engine, session.path)
     stats = finished.stats
     logger.info("generate: turn ended: %s %s", finished.reason, stats.to_dict() if stats else "")
     end = finished.end

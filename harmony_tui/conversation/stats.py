@@ -27,4 +27,6 @@ def merge_stats(parts: Sequence[Stats]) -> Stats | None:
         prompt_tps=processed / prompt_time if prompt_time > 0 else 0.0,
         generation_tps=generated / generation_time if generation_time > 0 else 0.0,
         peak_memory_gb=max(s.peak_memory_gb for s in parts),
+        kv_cache_bytes=parts[-1].kv_cache_bytes,
+        kv_saved_bytes=parts[-1].kv_saved_bytes,
     )

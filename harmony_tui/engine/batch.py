@@ -50,6 +50,7 @@ from harmony_tui.engine.events import (
     TurnEnd,
     TurnStart,
 )
+from harmony_tui.engine.kv_quant import KVQuantization, KVQuantizer, check_model, saved_bytes
 from harmony_tui.engine.prompt_cache import Snapshot, checkpoint_stops, snapshot
 from harmony_tui.engine.reply import TurnOutput
 from harmony_tui.engine.sampling import (
@@ -318,10 +319,13 @@ class BatchScheduler:
         guard = ProcessorGuard()
         decoder = engine.new_decoder(request, loaded, prompt)
         generator = self._ensure_generator(loaded)
+        quant = KVQuantization.of(params)
+        check_model(loaded.model, quant)
         self._samplers[key] = sampler
         cache, cached = engine.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
+        KVQuantizer(None).conform(cache)  # the batch runs at full precision (mlx-lm's caches)
         # Prefill in segments ending where the prompt cache checkpoints, the last at the end.
         ends = [*checkpoint_stops(fmt, cache, prompt, cached), len(prompt) - 1]
         segments, begin = [], cached
@@ -419,7 +423,10 @@ class BatchScheduler:
         if position < len(turn.prompt) - 1:
             turn.snapshots[position] = snapshot(extracted[0])
             return
-        self._engine.prompt_cache.store(turn.prompt[:-1], extracted[0], turn.snapshots)
+        cache = extracted[0]
+        KVQuantizer(KVQuantization.of(turn.request.params))(cache)  # checkpoints as asked
+        turn.extra["kv_saved_bytes"] = saved_bytes(cache)
+        self._engine.prompt_cache.store(turn.prompt[:-1], cache, turn.snapshots)
         turn.prefill_done = now
 
     def _feed(self, turn: _Turn, token: int, logprobs: Any, now: float) -> EndReason | None:
@@ -456,6 +463,7 @@ class BatchScheduler:
             generation_tps=(turn.generated - 1) / decode_time
             if turn.generated > 1 and decode_time > 0 else 0.0,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
+            kv_saved_bytes=turn.extra.get("kv_saved_bytes", 0),
         ))
         self._end(turn.stream, TurnEnd(reason, messages, tool_calls=tool_calls, error=error))
 

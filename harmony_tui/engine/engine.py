@@ -16,33 +16,35 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from harmony_tui.engine.context import TrimNotices
+from harmony_tui.engine.decode import decode_tokens, prefill
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
     Event,
-    PromptProgress,
     Stats,
     TokenProgress,
     TurnEnd,
     TurnStart,
+)
+from harmony_tui.engine.kv_quant import (
+    KVQuantization,
+    KVQuantizer,
+    cache_bytes,
+    check_model,
+    saved_bytes,
 )
 from harmony_tui.engine.loader import LoadedModel, load_model
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
-from harmony_tui.engine.prompt_cache import (
-    PromptCacheStore,
-    Snapshot,
-    checkpoint_stops,
-    snapshot,
-)
+from harmony_tui.engine.prompt_cache import PromptCacheStore, Snapshot, checkpoint_stops
 from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput
 from harmony_tui.engine.sampling import (
     build_logits_processors,
@@ -189,6 +191,39 @@ class Engine:
             streams = list(self._active)
         for stream in streams:
             stream.cancel()
+
+    def save_prompt_cache(self, path: Path, max_bytes: int) -> Future[int]:
+        """Write the newest prompt-cache checkpoints to ``path`` (see ``cache_file.py``).
+
+        The future's result is the bytes written: 0 when nothing was cached or the cache is
+        larger than ``max_bytes`` (an older file at ``path`` is then removed)."""
+        from harmony_tui.engine import cache_file
+
+        return self._job(lambda: cache_file.save(self.prompt_cache, self._require_model(),
+                                                 path, max_bytes))
+
+    def load_prompt_cache(self, path: Path) -> Future[int]:
+        """Reuse the checkpoints saved at ``path`` by the same model; the future's result is
+        the tokens they cover (0: no file, another model's, or unreadable)."""
+        from harmony_tui.engine import cache_file
+
+        return self._job(lambda: cache_file.load(self.prompt_cache, self._require_model(),
+                                                 path))
+
+    def _job(self, work: Callable[[], Any]) -> Future[Any]:
+        """Run ``work`` on the generation thread; its result or exception in the future."""
+        future: Future[Any] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(work())
+            except BaseException as err:
+                future.set_exception(err)
+
+        self._put(job)
+        return future
 
     def wire_weights(self) -> Future[str]:
         """Keep the loaded model's weights wired in memory (``mlock``; Metal only).
@@ -348,9 +383,13 @@ class Engine:
                                 else params.xtc_special_tokens)
         processors = build_logits_processors(params, fmt.vocab_size)
         check_sampling(sampler, processors, fmt.vocab_size)
+        quant = KVQuantization.of(params)
+        check_model(loaded.model, quant)
+        quantizer = KVQuantizer(quant)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
+        quantizer.conform(cache)
         stream.put(TurnStart(request.request_id, len(prompt), cached, params))
         trimmed = self.trimmed(request, prep)
         if trimmed is not None:
@@ -361,8 +400,9 @@ class Engine:
         snapshots: dict[int, Snapshot] = {}
         stops = checkpoint_stops(fmt, cache, prompt, cached)
         with mx.stream(self._stream):
-            prefilled = self._prefill(loaded.model, cache, prompt, cached, stream, stops,
-                                      snapshots)
+            prefilled = prefill(loaded.model, cache, prompt, cached, self.prefill_step,
+                                stream.put, lambda: stream.cancelled, stops, snapshots,
+                                quantizer)
         if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
             if prefilled > 0:
                 self.prompt_cache.store(prompt[:prefilled], cache, snapshots)
@@ -383,7 +423,8 @@ class Engine:
         first_token_at = prefill_done
         with_logprobs = request.logprobs is not None
         tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
-                               self._stream, with_logprobs=with_logprobs)
+                               self._stream, with_logprobs=with_logprobs,
+                               after_step=quantizer)
         try:
             for item in tokens:
                 token, logprobs = item if with_logprobs else (item, None)
@@ -415,6 +456,8 @@ class Engine:
             generation_tps=(generated - 1) / decode_time if generated > 1 and decode_time > 0
             else 0.0,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
+            kv_cache_bytes=cache_bytes(cache),
+            kv_saved_bytes=saved_bytes(cache),
         ))
         stream.put(TurnEnd(reason, messages, tool_calls=tool_calls))
 
@@ -434,76 +477,3 @@ class Engine:
         if request.prompt_tokens is not None:
             return RawDecoder(fmt.decode, fmt.stop_tokens)
         return fmt.new_decoder(request.setup, prompt)
-
-    def _prefill(self, model: Any, cache: list[Any], prompt: Sequence[int], start: int,
-                 stream: TurnStream, stops: Sequence[int] = (),
-                 snapshots: dict[int, Snapshot] | None = None) -> int:
-        """Run ``prompt[start:-1]`` through the model in chunks; returns tokens now cached.
-
-        Chunks also end at ``stops`` (ascending positions), where the cache's unshareable
-        layers are snapshotted into ``snapshots`` for the prompt cache.
-        """
-        import mlx.core as mx
-
-        end = len(prompt) - 1
-        done = start
-        pending = [p for p in stops if start < p < end]
-        stream.put(PromptProgress(done, len(prompt)))
-        while done < end:
-            if stream.cancelled:
-                return done
-            stop = min(done + self.prefill_step, end, *pending[:1])
-            chunk = prompt[done:stop]
-            model(mx.array(chunk)[None], cache=cache)
-            mx.eval([c.state for c in cache])
-            done += len(chunk)
-            if pending and done == pending[0]:
-                pending.pop(0)
-                if snapshots is not None:
-                    snapshots[done] = snapshot(cache)
-            stream.put(PromptProgress(done, len(prompt)))
-        return done
-
-
-def decode_tokens(model: Any, cache: list[Any], prompt: Sequence[int], sampler: Any,
-                  processors: list[Any], max_tokens: int, stream: Any,
-                  with_logprobs: bool = False) -> Iterator[Any]:
-    """Yield up to ``max_tokens`` token ids after ``prompt``, whose last token is not yet cached.
-
-    Mirrors mlx-lm's ``generate_step``: the next step is queued with ``async_eval`` before the
-    current token is handed out, so Python work overlaps the model. Penalty processors see the
-    prompt and the generated tokens, as in mlx-lm. With ``with_logprobs`` it yields
-    ``(token, logprobs)`` pairs, ``logprobs`` being the normalised MLX row the token was sampled
-    from.
-    """
-    import mlx.core as mx
-
-    history = mx.array(prompt[:-1], dtype=mx.int32) if processors else None
-
-    def step(y: Any) -> Any:
-        nonlocal history
-        logits = model(y[None], cache=cache)[:, -1, :]
-        if processors:
-            history = mx.concatenate([history, y]) if history is not None else y
-            for processor in processors:
-                logits = processor(history, logits)
-        logprobs = logits - mx.logsumexp(logits, keepdims=True)
-        return sampler(logprobs), logprobs
-
-    if max_tokens <= 0:
-        return
-    with mx.stream(stream):
-        y, lp = step(mx.array(prompt[-1:], dtype=mx.int32))
-        mx.async_eval(y, lp)
-        n = 0
-        while True:
-            if n + 1 < max_tokens:
-                next_y, next_lp = step(y)
-                mx.async_eval(next_y, next_lp)
-            yield (int(y.item()), lp) if with_logprobs else int(y.item())
-            n += 1
-            if n >= max_tokens:
-                return
-            if n % 256 == 0:
-                mx.clear_cache()
-            y, lp = next_y, next_lp

@@ -134,6 +134,8 @@ class Stats:
     prompt_tps: float
     generation_tps: float
     peak_memory_gb: float
+    kv_cache_bytes: int = 0  # the turn's KV cache at its end
+    kv_saved_bytes: int = 0  # what KV quantization saves in it against full precision
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +146,8 @@ class Stats:
             "prompt_tps": round(self.prompt_tps, 2),
             "generation_tps": round(self.generation_tps, 2),
             "peak_memory_gb": round(self.peak_memory_gb, 4),
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "kv_saved_bytes": self.kv_saved_bytes,
         }
 
 

@@ -15,6 +15,8 @@ from harmony_tui.errors import short_repr
 ReasoningEffort = Literal["low", "medium", "high"]
 MAX_INT32 = 2**31 - 1  # MLX indexes with 32-bit integers
 MAX_SEED = 2**64 - 1  # MLX seeds are unsigned 64-bit
+KV_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize packs
+KV_GROUP_SIZES = (32, 64, 128)
 
 
 def _extra(step: float | int | None = None, cli: bool = True) -> dict[str, Any]:
@@ -96,6 +98,19 @@ class GenerationParams(BaseModel):
         "medium", json_schema_extra=_extra(None),
         description="How much the model should think (GPT-OSS): low, medium or high.",
     )
+    kv_bits: int | None = Field(
+        None, json_schema_extra=_extra(None),
+        description="Quantize the KV cache of the full-attention layers to this many bits "
+        "(2, 3, 4, 5, 6 or 8; none: full precision).",
+    )
+    kv_group_size: int = Field(
+        64, json_schema_extra=_extra(None),
+        description="Values sharing one scale in the quantized KV cache (32, 64 or 128).",
+    )
+    quantized_kv_start: int = Field(
+        5000, ge=0, le=MAX_INT32, json_schema_extra=_extra(None),
+        description="With kv_bits, quantize a layer's KV cache once it holds this many tokens.",
+    )
 
     @field_validator("xtc_special_tokens")
     @classmethod
@@ -103,6 +118,20 @@ class GenerationParams(BaseModel):
         bad = next((t for t in value or () if t < 0), None)
         if bad is not None:
             raise ValueError(f"token id {bad} must be >= 0")
+        return value
+
+    @field_validator("kv_bits")
+    @classmethod
+    def _kv_bits(cls, value: int | None) -> int | None:
+        if value is not None and value not in KV_BITS:
+            raise ValueError(f"must be one of {', '.join(map(str, KV_BITS))} (or none)")
+        return value
+
+    @field_validator("kv_group_size")
+    @classmethod
+    def _kv_group_size(cls, value: int) -> int:
+        if value not in KV_GROUP_SIZES:
+            raise ValueError(f"must be one of {', '.join(map(str, KV_GROUP_SIZES))}")
         return value
 
     @field_validator("logit_bias")

@@ -48,8 +48,38 @@ Snapshot = dict[int, Any]
 
 
 def _is_shared(layer: Any) -> bool:
-    """A plain ``KVCache``: trimmable by its offset, so one copy serves every prefix."""
-    return type(layer).__name__ == "KVCache" and hasattr(layer, "offset")
+    """A plain ``KVCache`` or a ``QuantizedKV`` (kv_quant.py): trimmable by its offset, so one
+    copy serves every prefix."""
+    return type(layer).__name__ in ("KVCache", "QuantizedKV") and hasattr(layer, "offset")
+
+
+def _signature(cache: Sequence[Any]) -> tuple[Any, ...]:
+    """How each layer stores its tokens: trunks of different signatures cannot be combined."""
+    return tuple((type(layer).__name__, getattr(layer, "kv_bits", None),
+                  getattr(layer, "kv_group_size", None), getattr(layer, "heads", None))
+                 for layer in cache)
+
+
+def _map(fn: Any, array: Any) -> Any:
+    """``fn`` on an array, or on each part of a quantized ``(packed, scales, biases)``."""
+    return tuple(fn(a) for a in array) if isinstance(array, tuple) else fn(array)
+
+
+def _arrays(pairs: Any) -> list[Any]:
+    """Every MLX array in ``(keys, values)`` pairs."""
+    out: list[Any] = []
+    for pair in pairs:
+        for side in pair:
+            out.extend(side if isinstance(side, tuple) else (side,))
+    return out
+
+
+def _concat(head: Any, tail: Any) -> Any:
+    import mlx.core as mx
+
+    if isinstance(head, tuple):
+        return tuple(mx.concatenate([h, t], axis=2) for h, t in zip(head, tail, strict=True))
+    return mx.concatenate([head, tail], axis=2)
 
 
 def _is_rotating(layer: Any) -> bool:
@@ -158,6 +188,7 @@ class _Trunk:
     tokens: list[int]
     shared: dict[int, tuple[Any, Any]]  # layer index -> (keys, values) for [base, len(tokens))
     kinds: int  # number of layers
+    templates: dict[int, Any] = field(default_factory=dict)  # layer index -> empty QuantizedKV
     checkpoints: dict[int, _Checkpoint] = field(default_factory=dict)
     used: int = 0
     base: int = 0
@@ -169,7 +200,7 @@ class _Trunk:
 
     @property
     def shared_bytes(self) -> int:
-        return sum(int(k.nbytes) + int(v.nbytes) for k, v in self.shared.values())
+        return sum(int(a.nbytes) for a in _arrays(self.shared.values()))
 
     def usable(self, common: int) -> int:
         """The longest checkpoint at or before ``common`` tokens (0: none)."""
@@ -181,11 +212,13 @@ class _Trunk:
         """Keep only ``[base, end)`` of the shared layers, in arrays of its own."""
         import mlx.core as mx
 
-        offset = self.base
-        self.shared = {i: (mx.contiguous(k[..., base - offset:end - offset, :]),
-                           mx.contiguous(v[..., base - offset:end - offset, :]))
-                       for i, (k, v) in self.shared.items()}
-        mx.eval([array for pair in self.shared.values() for array in pair])
+        lo, hi = base - self.base, end - self.base
+
+        def cut(a: Any) -> Any:
+            return mx.contiguous(a[..., lo:hi, :])
+
+        self.shared = {i: (_map(cut, k), _map(cut, v)) for i, (k, v) in self.shared.items()}
+        mx.eval(_arrays(self.shared.values()))
         self.tokens, self.base = self.tokens[:end], base
 
 
@@ -195,6 +228,7 @@ class PromptCacheStore:
     def __init__(self, budget_bytes: int | None = None) -> None:
         self.budget_bytes = budget_bytes
         self._trunks: list[_Trunk] = []  # the newest (base 0) last
+        self._signature: tuple[Any, ...] = ()
         self._clock = itertools.count(1)
 
     def __len__(self) -> int:
@@ -203,6 +237,7 @@ class PromptCacheStore:
 
     def clear(self) -> None:
         self._trunks.clear()
+        self._signature = ()
 
     @property
     def nbytes(self) -> int:
@@ -243,29 +278,34 @@ class PromptCacheStore:
         return self._build(best, best_at, checkpoint), best_at
 
     def _build(self, trunk: _Trunk, at: int, checkpoint: _Checkpoint | None) -> list[Any]:
-        import mlx.core as mx
         from mlx_lm.models.cache import KVCache
 
         newest = self._trunks[-1]
         cache: list[Any] = []
+
+        def upto(n: int) -> Any:
+            return lambda a: a[..., :n, :]
+
         for index in range(trunk.kinds):
             if index in trunk.shared:
                 keys, values = trunk.shared[index]
-                layer = KVCache()
                 if trunk.base == 0 and at == len(trunk.tokens):
                     # The turn writes only at positions >= at: the trunk's part stays intact.
-                    layer.keys, layer.values = keys, values
+                    pass
                 elif trunk.base == 0 or at <= trunk.base:
-                    source = newest.shared[index] if trunk.base else (keys, values)
-                    layer.keys, layer.values = (a[..., :at, :] for a in source)
+                    keys, values = newest.shared[index] if trunk.base else (keys, values)
+                    keys, values = _map(upto(at), keys), _map(upto(at), values)
                 else:  # a branch: the newest trunk's prefix, then the branch's own part
                     head_k, head_v = newest.shared[index]
                     own = at - trunk.base
-                    layer.keys = mx.concatenate([head_k[..., :trunk.base, :],
-                                                 keys[..., :own, :]], axis=2)
-                    layer.values = mx.concatenate([head_v[..., :trunk.base, :],
-                                                   values[..., :own, :]], axis=2)
-                layer.offset = at
+                    keys = _concat(_map(upto(trunk.base), head_k), _map(upto(own), keys))
+                    values = _concat(_map(upto(trunk.base), head_v), _map(upto(own), values))
+                template = trunk.templates.get(index)
+                if template is not None:
+                    cache.append(template.like(keys, values, at))
+                    continue
+                layer = KVCache()
+                layer.keys, layer.values, layer.offset = keys, values, at
                 cache.append(layer)
             else:
                 assert checkpoint is not None
@@ -273,6 +313,19 @@ class PromptCacheStore:
                 cache.append(_restore_rotating(snap) if _is_rotating(snap)
                              else copy.deepcopy(snap))
         return cache
+
+    def export(self, earlier: int) -> tuple[list[int], list[Any], dict[int, Snapshot]] | None:
+        """The newest trunk's tokens up to its last checkpoint, the cache there, and the
+        snapshots of up to ``earlier`` checkpoints before it (None: nothing is held)."""
+        if not self._trunks:
+            return None
+        trunk = self._trunks[-1]
+        if not trunk.anywhere and not trunk.checkpoints:
+            return None
+        end = len(trunk.tokens) if trunk.anywhere else max(trunk.checkpoints)
+        cache = self._build(trunk, end, trunk.checkpoints.get(end))
+        before = sorted(p for p in trunk.checkpoints if p < end)[-earlier:] if earlier else []
+        return trunk.tokens[:end], cache, {p: trunk.checkpoints[p].layers for p in before}
 
     # -- storing --------------------------------------------------------------------------------
 
@@ -288,8 +341,10 @@ class PromptCacheStore:
         snaps[len(tokens)] = snapshot(cache)
         checkpoints = {position: _Checkpoint(snap, _snapshot_bytes(snap), tick)
                        for position, snap in snaps.items() if 0 < position <= len(tokens)}
-        if self._trunks and self._trunks[-1].kinds != len(cache):
-            self._trunks.clear()  # another model's caches
+        signature = _signature(cache)
+        if signature != self._signature:
+            self._trunks.clear()  # another model's caches, or another KV quantization
+            self._signature = signature
         newest = self._trunks[-1] if self._trunks else None
         if newest is not None and len(newest.tokens) > len(tokens) \
                 and _common_prefix(newest.tokens, tokens) == len(tokens):
@@ -301,18 +356,22 @@ class PromptCacheStore:
 
         shared = {i: (layer.keys, layer.values) for i, layer in enumerate(cache)
                   if _is_shared(layer)}
-        mx.eval([array for pair in shared.values() for array in pair])
-        trunk = _Trunk(tokens, shared, len(cache), checkpoints, used=tick)
+        mx.eval(_arrays(shared.values()))
+        templates = {i: layer.like((), (), 0) for i, layer in enumerate(cache)
+                     if _is_shared(layer) and hasattr(layer, "like")}
+        trunk = _Trunk(tokens, shared, len(cache), templates, checkpoints, used=tick)
         split = _common_prefix(newest.tokens, tokens) if newest is not None else 0
         # Branches lean on the newest trunk's prefix: give the ones past the split their part.
         for old in self._trunks[:-1]:
             if old.base > split and old.shared:
-                head = {i: tuple(mx.contiguous(a[..., split:old.base, :]) for a in pair)
-                        for i, pair in newest.shared.items()}  # type: ignore[union-attr]
-                old.shared = {i: (mx.concatenate([head[i][0], k], axis=2),
-                                  mx.concatenate([head[i][1], v], axis=2))
+                def cut(a: Any, old: _Trunk = old) -> Any:
+                    return mx.contiguous(a[..., split:old.base, :])
+
+                head = {i: (_map(cut, k), _map(cut, v))
+                        for i, (k, v) in newest.shared.items()}  # type: ignore[union-attr]
+                old.shared = {i: (_concat(head[i][0], k), _concat(head[i][1], v))
                               for i, (k, v) in old.shared.items()}
-                mx.eval([array for pair in old.shared.values() for array in pair])
+                mx.eval(_arrays(old.shared.values()))
             old.base = min(old.base, split)
         kept: list[_Trunk] = []
         for old in self._trunks:

@@ -1,8 +1,10 @@
 """Chat files on disk: open or create by name, save atomically, list, rename, delete.
 
-A chat lives in ``chats_dir/NAME.json``. Saving writes a temp file in the same folder, fsyncs it
-and renames it over the old file, so a crash at any moment leaves either the previous or the new
-complete file. A file that cannot be read as a chat is never written to.
+A chat lives in ``chats_dir/NAME.json``, its prompt cache (when the engine saved one) in
+``chats_dir/NAME.cache.safetensors``, renamed and deleted with it. Saving writes a temp file in
+the same folder, fsyncs it and renames it over the old file, so a crash at any moment leaves
+either the previous or the new complete file. A file that cannot be read as a chat is never
+written to.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from harmony_tui.sessions.lock import ChatLock, held_elsewhere, lock_path, save_
 
 # A file name holds 255 bytes; the temp file of a save adds ``.`` + ``.json.`` + 8 + ``.tmp``.
 MAX_NAME_BYTES = 200
+CACHE_SUFFIX = ".cache.safetensors"  # a chat's prompt cache, beside it (the engine writes it)
+PROMPT_CACHE_MAX_BYTES = 2**30  # larger prompt caches are not kept on disk
 
 
 def default_chats_dir() -> Path:
@@ -249,6 +253,8 @@ def rename_chat(path: Path, new_name: str) -> Path:
             write_chat(target, log)
             try:
                 path.unlink()
+                with contextlib.suppress(OSError):
+                    os.replace(prompt_cache_path(path), prompt_cache_path(target))
             except OSError as err:  # no second copy left behind
                 with contextlib.suppress(OSError):
                     target.unlink()
@@ -256,10 +262,17 @@ def rename_chat(path: Path, new_name: str) -> Path:
     return target
 
 
+def prompt_cache_path(chat: Path) -> Path:
+    """Where the engine keeps a chat's prompt cache: ``NAME.cache.safetensors`` beside it."""
+    return chat.with_name(chat.stem + CACHE_SUFFIX)
+
+
 def delete_chat(path: Path) -> None:
-    """Delete a chat file, unless another process has it open (``ChatLockedError``)."""
+    """Delete a chat file (and its prompt cache), unless another process has it open
+    (``ChatLockedError``)."""
     with ChatLock.acquire(path):
         try:
+            prompt_cache_path(path).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
         except OSError as err:
             raise ChatFileError(f"cannot delete {path}: {err.strerror or err}") from err
