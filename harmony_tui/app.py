@@ -68,7 +68,10 @@ from harmony_tui.widgets.status_bar import StatusBar
 if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
-PALETTE_TITLES = {"toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
+COMPACT_FOOTER = 120  # narrower: the footer's keys sit closer (whole words at 80 columns)
+PALETTE_TITLES = {"regenerate": "Regenerate", "new_chat": "New chat",
+                  "toggle_server": "API server",
+                  "toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
                   "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
                   "toggle_pane('requests')": "API requests pane"}
 TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
@@ -229,8 +232,8 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     def title_conversation(self) -> None:
         """The conversation's frame says the model and the chat."""
         session = self.session
-        chat = session.log.title or (session.path.stem if session.path is not None
-                                     else "new chat")
+        saved = session.path is not None and session.records()
+        chat = session.log.title or (session.path.stem if saved else "new chat")
         self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
 
     @property
@@ -266,6 +269,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self._layout_panes(self.size.width)
+        self.query_one(Footer).compact = self.size.width < COMPACT_FOOTER
         self.query_one("#load-progress", ProgressBar).display = False
         self.prompt.focus()
         self._terminal = Terminal()
@@ -295,6 +299,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         view = self.conversation
         following = view.scroll_y >= view.max_scroll_y - 1 or not view._anchor_released
         self._layout_panes(event.size.width)
+        self.query_one(Footer).compact = event.size.width < COMPACT_FOOTER
         if following:
             self.call_after_refresh(view.anchor)
 

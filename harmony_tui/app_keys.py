@@ -11,9 +11,9 @@ APP_BINDINGS = [
     Binding("ctrl+d", "quit", "Quit", show=False, id="quit_eof", priority=True),
     Binding("escape", "stop", "Stop", id="stop"),
     Binding("f1", "help", "Help", id="help"),
-    Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
+    Binding("ctrl+r", "regenerate", "Retry", id="regenerate"),
     Binding("ctrl+o", "edit_last", "Edit last", show=False, id="edit_last"),
-    Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
+    Binding("ctrl+n", "new_chat", "New", id="new_chat"),
     Binding("f8", "copy_answer", "Copy answer", show=False, id="copy_answer"),
     Binding("f9", "copy_code", "Copy code", show=False, id="copy_code"),
     Binding("f2", "toggle_pane('thinking')", "Thinking", show=False, id="toggle_thinking"),
@@ -24,10 +24,10 @@ APP_BINDINGS = [
     Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
     Binding("ctrl+t", "pick_theme", "Theme", show=False, id="pick_theme"),
     Binding("ctrl+s", "sessions", "Chats", id="sessions"),
-    Binding("ctrl+g", "toggle_server", "API server", id="toggle_server"),
+    Binding("ctrl+g", "toggle_server", "API", id="toggle_server"),
     Binding("f12", "toggle_pane('requests')", "Requests", show=False, id="toggle_requests"),
     # Push to talk: kitty-protocol terminals send ctrl+space, legacy ones ctrl+@ (NUL).
-    Binding("ctrl+space", "voice", "Voice", id="voice", priority=True),
+    Binding("ctrl+space", "voice", "Voice", show=False, id="voice", priority=True),  # F1, palette
     Binding("ctrl+@", "voice", "Voice", show=False, id="voice_legacy", priority=True),
 ]
 
