@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar
 
 from harmony_tui.app_chats import QUIT_WAIT_SECONDS, SAVE_RETRY_SECONDS, ChatsMixin
-from harmony_tui.app_keys import ACTION_HELP, APP_BINDINGS, KeysMixin
+from harmony_tui.app_keys import APP_BINDINGS, KeysMixin
+from harmony_tui.app_layout import COMPACT_FOOTER, LayoutMixin
 from harmony_tui.app_model import ModelMixin
-from harmony_tui.app_server import WIDE, ServerMixin
+from harmony_tui.app_server import ServerMixin
 from harmony_tui.app_voice import VoiceMixin
 from harmony_tui.commands import (
     Command,
@@ -60,7 +60,6 @@ from harmony_tui.turn_view import TurnView
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
-from harmony_tui.widgets.requests import WIDTH as REQUESTS_WIDTH
 from harmony_tui.widgets.requests import RequestsPane
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
@@ -68,23 +67,11 @@ from harmony_tui.widgets.status_bar import StatusBar
 if TYPE_CHECKING:
     from harmony_tui.config.settings import Settings
 
-COMPACT_FOOTER = 120  # narrower: the footer's keys sit closer (whole words at 80 columns)
-PALETTE_TITLES = {"regenerate": "Regenerate", "new_chat": "New chat",
-                  "toggle_server": "API server",
-                  "toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
-                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
-                  "toggle_pane('requests')": "API requests pane"}
 TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
                  "\"Tools: {tool}\", or start with {flag}")
 
-def side_width(width: int, requests: bool) -> int:
-    """The side column: 42 columns, more on wide terminals (the conversation keeps a reading
-    width), and room for every column of the requests pane when it shows."""
-    wide = min(90, width - 110) if width >= 152 else 42
-    return max(wide, REQUESTS_WIDTH) if requests and width >= 120 else wide
-
-
-class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
+class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, LayoutMixin,
+                 App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
 
     TITLE = "harmony-tui"
@@ -229,13 +216,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         yield StatusBar(id="status")
         yield Footer()
 
-    def title_conversation(self) -> None:
-        """The conversation's frame says the model and the chat."""
-        session = self.session
-        saved = session.path is not None and session.records()
-        chat = session.log.title or (session.path.stem if saved else "new chat")
-        self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
-
     @property
     def conversation(self) -> ConversationView:
         return self.query_one(ConversationView)
@@ -292,33 +272,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self.remember_theme and self.is_mounted(self.screen):
             with contextlib.suppress(OSError):
                 save_state(theme=theme)
-
-    def on_resize(self, event) -> None:
-        """Lay the panes out for the new width; a conversation that followed the stream
-        keeps following it."""
-        view = self.conversation
-        following = view.scroll_y >= view.max_scroll_y - 1 or not view._anchor_released
-        self._layout_panes(event.size.width)
-        self.query_one(Footer).compact = event.size.width < COMPACT_FOOTER
-        if following:
-            self.call_after_refresh(view.anchor)
-
-    def _layout_panes(self, width: int) -> None:
-        wide = width >= WIDE
-        for name in ("thinking", "settings"):
-            if name not in self._panes_user_set:
-                self.query_one(f"#{name}").display = wide
-        if "tools" not in self._panes_user_set:
-            self.tools.display = wide and bool(self.tools.entries)
-        if "requests" not in self._panes_user_set:
-            self.query_one(RequestsPane).display = wide and self.server is not None
-        self._update_side()
-
-    def _update_side(self) -> None:
-        side = self.query_one("#side")
-        side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
-                                                                         "requests", "settings"))
-        side.styles.width = side_width(self.size.width, self.query_one(RequestsPane).display)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -451,12 +404,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
             logger.error("generation failed: %s", end.error)
             self.notify(f"Generation failed: {end.error}", severity="error", timeout=10)
 
-    def show_tools_pane(self) -> None:
-        """A tool was called: show the tool-call pane (unless the person hid it)."""
-        if "tools" not in self._panes_user_set and self.size.width >= WIDE:
-            self.tools.display = True
-            self._update_side()
-
     async def _ask_approval(self, call: ToolInvocation, request: ApprovalRequest) -> Decision:
         from harmony_tui.screens.approval import ApprovalScreen
 
@@ -545,26 +492,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
 
     def action_focus_prompt(self) -> None:
         self.prompt.focus()
-
-    def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
-        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
-        for binding in APP_BINDINGS:
-            if binding.action in ACTION_HELP and binding.action not in seen:
-                seen.add(binding.action)
-                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
-                                                       or binding.action),
-                                    ACTION_HELP[binding.action],
-                                    lambda action=binding.action: self.run_action(action))
-        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
-        server = "stop" if self.server is not None else "start"
-        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
-                            self.action_toggle_server)
-        for name in ("python", "browser", "apply_patch"):
-            state = "on" if getattr(self.toolset.config, name) is not None else "off"
-            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
-                                f"{'off' if state == 'on' else 'on'} for the next turns",
-                                lambda n=name: self.action_toggle_tool(n))
 
     async def on_unmount(self) -> None:
         self._exit_signals.remove()

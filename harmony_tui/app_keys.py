@@ -3,7 +3,9 @@ help screen built from them."""
 
 from __future__ import annotations
 
+from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 # Keys are chosen not to clash with the prompt's TextArea (ctrl+e/k/y/u/w/z, f6/f7 are its own).
 APP_BINDINGS = [
@@ -31,6 +33,11 @@ APP_BINDINGS = [
     Binding("ctrl+@", "voice", "Voice", show=False, id="voice_legacy", priority=True),
 ]
 
+PALETTE_TITLES = {"regenerate": "Regenerate", "new_chat": "New chat",
+                  "toggle_server": "API server",
+                  "toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
+                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
+                  "toggle_pane('requests')": "API requests pane"}
 ACTION_HELP = {
     "regenerate": "Generate the last answer again",
     "edit_last": "Put the last prompt back in the input and remove its answer",
@@ -56,7 +63,27 @@ ACTION_HELP = {
 
 
 class KeysMixin:
-    """F1: every key and command of the app and its widgets."""
+    """F1: every key and command of the app and its widgets; the command palette's entries."""
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
+        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
+        for binding in APP_BINDINGS:
+            if binding.action in ACTION_HELP and binding.action not in seen:
+                seen.add(binding.action)
+                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
+                                                       or binding.action),
+                                    ACTION_HELP[binding.action],
+                                    lambda action=binding.action: self.run_action(action))
+        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+        server = "stop" if self.server is not None else "start"
+        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
+                            self.action_toggle_server)
+        for name in ("python", "browser", "apply_patch"):
+            state = "on" if getattr(self.toolset.config, name) is not None else "off"
+            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
+                                f"{'off' if state == 'on' else 'on'} for the next turns",
+                                lambda n=name: self.action_toggle_tool(n))
 
     def action_help(self) -> None:
         from harmony_tui.screens.help import HelpScreen, help_markdown
