@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show answers as plain text instead of Markdown")
     parser.add_argument("--voice", action="store_true",
                         help="start with push-to-talk voice on (Ctrl+Space listens)")
+    parser.add_argument("--web", action="store_true",
+                        help="serve the app to a web browser (textual-serve) at "
+                        "http://127.0.0.1:8000 (--host, --port; another host needs --insecure)")
     add_model_flags(parser, api_key=False)  # --api-key comes with the server's flags
     add_sampling_flags(parser)
     add_voice_flags(parser)
@@ -292,6 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"generate": cmd_generate, "demo-model": cmd_demo_model,
                 "migrate-chat": cmd_migrate_chat, "mic-check": cmd_mic_check,
                 "voice": cmd_voice}
+    if getattr(args, "web", False) and args.command is None:
+        if getattr(args, "serve", False):
+            print(f"{PROG}: error: --web and --serve cannot be combined (the app in the "
+                  "browser can start the API server with Ctrl+G)", file=sys.stderr)
+            return 2
+        from harmony_tui.web import run_web
+
+        raw = list(sys.argv[1:] if argv is None else argv)
+        handlers[None] = lambda a: run_web(raw, a.host, a.port, bool(a.insecure))
     if getattr(args, "serve", False) and args.command is None:
         from harmony_tui.server.cli_args import run_serve
 
