@@ -413,8 +413,8 @@ def test_the_app_starts_a_new_chat_beside_a_corrupt_one(tmp_path: Path, tiny_gpt
                      str(config), "--model", str(tiny_gpt_oss), "--max-tokens", "2"], tmp_path)
     beside = chats / "broken-2.json"
     try:
-        wait_until(lambda: b"Loaded" in term.output or term.proc.poll() is not None,
-                   timeout=60, message="the model to load")  # its notification
+        wait_until(lambda: b"is ready" in term.output or term.proc.poll() is not None,
+                   timeout=60, message="the model to load")  # the welcome note
         assert term.proc.poll() is None, term.output.decode(errors="replace")
         term.send(b"hello beside")
         wait_until(lambda: b"hello beside" in term.output, message="the typed text")

@@ -264,7 +264,8 @@ def assert_saved_stopped(path: Path, prompt: str) -> None:
     assert [r.content for r in records if r.role == "user"] == [prompt]
     turn = last_turn(path)
     finals = [r for r in turn if r.channel == "final" and not r.recipient]
-    assert finals and finals[-1].content, [(r.channel, r.content[:30]) for r in turn]
+    assert finals and finals[-1].content, [(r.role, r.channel, r.content[:30], r.finish_reason)
+                                           for r in read_chat(path).path()]
     assert turn[-1].finish_reason == "cancelled" and turn[-1].stats is not None
 
 
