@@ -219,8 +219,9 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
     def title_conversation(self) -> None:
         """The conversation's frame says the model and the chat."""
         session = self.session
-        chat = session.log.title or (session.path.stem if session.path is not None
-                                     else "new chat")
+        saved = session.path is not None and session.path.exists()
+        # a chat not written yet is "new chat" (its file name is only a start time)
+        chat = session.log.title or (session.path.stem if saved else "new chat")
         self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
 
     @property
