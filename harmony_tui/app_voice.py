@@ -103,7 +103,7 @@ class VoiceMixin:
             voice.send()
             self._show_voice("sending")
             return
-        if voice is not None and voice.stop_speaking():
+        if voice is not None and self._stop_speaking():
             self._show_voice("ready")
             return
         if self.turn is not None:
@@ -125,9 +125,14 @@ class VoiceMixin:
         if voice.cancel():
             self._show_voice("cancelled")
             return True
+        return self._stop_speaking()
+
+    def _stop_speaking(self) -> bool:
+        """Barge-in: stop what is being said and the rest of this answer; True when it did."""
+        speaking = self.voice.speaking
         if self._spoken is not None:
-            self._spoken.cancel()
-        return voice.stop_speaking()
+            self._spoken.cancel()  # the sentences still to come are not spoken either
+        return self.voice.stop_speaking() or speaking
 
     @work(group="voice-load", exclusive=True)
     async def load_voice(self, listen: bool = False) -> None:

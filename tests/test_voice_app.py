@@ -89,6 +89,8 @@ async def test_the_voice_key_stops_speaking_at_once(tmp_path, spoken_question):
         await wait_for(pilot, lambda: not app.voice.speaking, what="silence", timeout=5)
         played = sink.seconds
         await wait_for(pilot, lambda: app.turn is None, what="the answer", timeout=60)
+        # the rest of the answer is not queued either (it was, when the key forgot the turn)
+        assert not app.voice.speaking
         assert sink.seconds - played < 0.2  # nothing more was played
         assert app.session.final_answers()  # the text answer is complete all the same
         assert app.status.voice == "ready"
