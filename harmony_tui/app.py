@@ -21,8 +21,9 @@ from textual.widgets import Footer, ProgressBar
 
 from harmony_tui.app_chats import QUIT_WAIT_SECONDS, SAVE_RETRY_SECONDS, ChatsMixin
 from harmony_tui.app_keys import APP_BINDINGS, KeysMixin
+from harmony_tui.app_layout import COMPACT_FOOTER, LayoutMixin
 from harmony_tui.app_model import ModelMixin
-from harmony_tui.app_server import WIDE, ServerMixin
+from harmony_tui.app_server import ServerMixin
 from harmony_tui.app_voice import VoiceMixin
 from harmony_tui.commands import is_command
 from harmony_tui.config.placeholders import Clock
@@ -53,7 +54,6 @@ from harmony_tui.turn_view import TurnView
 from harmony_tui.widgets.conversation import ConversationView
 from harmony_tui.widgets.panes import ThinkingPane, ToolCallsPane
 from harmony_tui.widgets.prompt_input import PromptInput
-from harmony_tui.widgets.requests import WIDTH as REQUESTS_WIDTH
 from harmony_tui.widgets.requests import RequestsPane
 from harmony_tui.widgets.settings import SettingsSidebar
 from harmony_tui.widgets.status_bar import StatusBar
@@ -64,14 +64,8 @@ if TYPE_CHECKING:
 TOOL_OFF_HINT = ("the {tool} tool is off: turn it on for this chat with Ctrl+P → "
                  "\"Tools: {tool}\", or start with {flag}")
 
-def side_width(width: int, requests: bool) -> int:
-    """The side column: 42 columns, more on wide terminals (the conversation keeps a reading
-    width), and room for every column of the requests pane when it shows."""
-    wide = min(90, width - 110) if width >= 152 else 42
-    return max(wide, REQUESTS_WIDTH) if requests and width >= 120 else wide
-
-
-class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App[None]):
+class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, LayoutMixin,
+                 App[None]):
     """Chat with a local model; watch it think; tune it while it streams."""
 
     TITLE = "harmony-tui"
@@ -216,14 +210,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         yield StatusBar(id="status")
         yield Footer()
 
-    def title_conversation(self) -> None:
-        """The conversation's frame says the model and the chat."""
-        session = self.session
-        saved = session.path is not None and session.path.exists()
-        # a chat not written yet is "new chat" (its file name is only a start time)
-        chat = session.log.title or (session.path.stem if saved else "new chat")
-        self.conversation.border_title = f"{self.model_name or self.model_spec} · {chat}"
-
     @property
     def conversation(self) -> ConversationView:
         return self.query_one(ConversationView)
@@ -257,6 +243,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self._layout_panes(self.size.width)
+        self.query_one(Footer).compact = self.size.width < COMPACT_FOOTER
         self.query_one("#load-progress", ProgressBar).display = False
         self.prompt.focus()
         self._terminal = Terminal()
@@ -279,32 +266,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if self.remember_theme and self.is_mounted(self.screen):
             with contextlib.suppress(OSError):
                 save_state(theme=theme)
-
-    def on_resize(self, event) -> None:
-        """Lay the panes out for the new width; a conversation that followed the stream
-        keeps following it."""
-        view = self.conversation
-        following = view.scroll_y >= view.max_scroll_y - 1 or not view._anchor_released
-        self._layout_panes(event.size.width)
-        if following:
-            self.call_after_refresh(view.anchor)
-
-    def _layout_panes(self, width: int) -> None:
-        wide = width >= WIDE
-        for name in ("thinking", "settings"):
-            if name not in self._panes_user_set:
-                self.query_one(f"#{name}").display = wide
-        if "tools" not in self._panes_user_set:
-            self.tools.display = wide and bool(self.tools.entries)
-        if "requests" not in self._panes_user_set:
-            self.query_one(RequestsPane).display = wide and self.server is not None
-        self._update_side()
-
-    def _update_side(self) -> None:
-        side = self.query_one("#side")
-        side.display = any(self.query_one(f"#{n}").display for n in ("thinking", "tools",
-                                                                         "requests", "settings"))
-        side.styles.width = side_width(self.size.width, self.query_one(RequestsPane).display)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -406,12 +367,6 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, App
         if end.reason == "error":
             logger.error("generation failed: %s", end.error)
             self.notify(f"Generation failed: {end.error}", severity="error", timeout=10)
-
-    def show_tools_pane(self) -> None:
-        """A tool was called: show the tool-call pane (unless the person hid it)."""
-        if "tools" not in self._panes_user_set and self.size.width >= WIDE:
-            self.tools.display = True
-            self._update_side()
 
     async def _ask_approval(self, call: ToolInvocation, request: ApprovalRequest) -> Decision:
         from harmony_tui.screens.approval import ApprovalScreen

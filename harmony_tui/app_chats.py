@@ -137,7 +137,8 @@ class ChatsMixin:
             with contextlib.suppress(NoMatches):
                 self.status.state, self.status.detail = "stopping", "saving the answer"
             await self.stop_and_save(self.quit_wait_seconds)
-            await self._show_chat(session)
+            with contextlib.suppress(NoMatches):  # the app closed while it switched
+                await self._show_chat(session)
         finally:
             self._switching = False
 

@@ -15,9 +15,9 @@ APP_BINDINGS = [
     Binding("ctrl+d", "quit", "Quit", show=False, id="quit_eof", priority=True),
     Binding("escape", "stop", "Stop", id="stop"),
     Binding("f1", "help", "Help", id="help"),
-    Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
+    Binding("ctrl+r", "regenerate", "Retry", id="regenerate"),
     Binding("ctrl+o", "edit_last", "Edit last", show=False, id="edit_last"),
-    Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
+    Binding("ctrl+n", "new_chat", "New", id="new_chat"),
     Binding("f8", "copy_answer", "Copy answer", show=False, id="copy_answer"),
     Binding("f9", "copy_code", "Copy code", show=False, id="copy_code"),
     Binding("f2", "toggle_pane('thinking')", "Thinking", show=False, id="toggle_thinking"),
@@ -28,13 +28,18 @@ APP_BINDINGS = [
     Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
     Binding("ctrl+t", "pick_theme", "Theme", show=False, id="pick_theme"),
     Binding("ctrl+s", "sessions", "Chats", id="sessions"),
-    Binding("ctrl+g", "toggle_server", "API server", id="toggle_server"),
+    Binding("ctrl+g", "toggle_server", "API", id="toggle_server"),
     Binding("f12", "toggle_pane('requests')", "Requests", show=False, id="toggle_requests"),
     # Push to talk: kitty-protocol terminals send ctrl+space, legacy ones ctrl+@ (NUL).
-    Binding("ctrl+space", "voice", "Voice", show=False, id="voice", priority=True),
+    Binding("ctrl+space", "voice", "Voice", show=False, id="voice", priority=True),  # F1, palette
     Binding("ctrl+@", "voice", "Voice", show=False, id="voice_legacy", priority=True),
 ]
 
+PALETTE_TITLES = {"regenerate": "Regenerate", "new_chat": "New chat",
+                  "toggle_server": "API server",
+                  "toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
+                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
+                  "toggle_pane('requests')": "API requests pane"}
 ACTION_HELP = {
     "regenerate": "Generate the last answer again",
     "edit_last": "Put the last prompt back in the input and remove its answer",
@@ -57,16 +62,28 @@ ACTION_HELP = {
 }
 
 
-
-
-# Titles in the command palette where the footer label is too short.
-PALETTE_TITLES = {"toggle_pane('thinking')": "Thinking pane", "toggle_pane('tools')":
-                  "Tool calls pane", "toggle_pane('settings')": "Settings sidebar",
-                  "toggle_pane('requests')": "API requests pane"}
-
-
 class KeysMixin:
-    """F1: every key and command of the app and its widgets."""
+    """F1: every key and command of the app and its widgets; the command palette's entries."""
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
+        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
+        for binding in APP_BINDINGS:
+            if binding.action in ACTION_HELP and binding.action not in seen:
+                seen.add(binding.action)
+                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
+                                                       or binding.action),
+                                    ACTION_HELP[binding.action],
+                                    lambda action=binding.action: self.run_action(action))
+        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
+        server = "stop" if self.server is not None else "start"
+        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
+                            self.action_toggle_server)
+        for name in ("python", "browser", "apply_patch"):
+            state = "on" if getattr(self.toolset.config, name) is not None else "off"
+            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
+                                f"{'off' if state == 'on' else 'on'} for the next turns",
+                                lambda n=name: self.action_toggle_tool(n))
 
     def action_help(self) -> None:
         from harmony_tui.screens.help import HelpScreen, help_markdown
@@ -110,26 +127,6 @@ class KeysMixin:
                 ("Tool calls pane", panes.TOOLS_HELP),
                 ("API requests pane", requests.REQUESTS_HELP), ("Settings sidebar", settings.HELP),
                 ("Status bar", status_bar.HELP)]
-
-    def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)  # Theme, Quit, Keys, ...
-        seen = {"help", "pick_theme", "toggle_server"}  # said below or by Textual already
-        for binding in APP_BINDINGS:  # one entry per action (some actions have two keys)
-            if binding.action in ACTION_HELP and binding.action not in seen:
-                seen.add(binding.action)
-                yield SystemCommand(PALETTE_TITLES.get(binding.action, binding.description
-                                                       or binding.action),
-                                    ACTION_HELP[binding.action],
-                                    lambda action=binding.action: self.run_action(action))
-        yield SystemCommand("Help: keys and commands", ACTION_HELP["help"], self.action_help)
-        server = "stop" if self.server is not None else "start"
-        yield SystemCommand(f"API server: {server}", ACTION_HELP["toggle_server"],
-                            self.action_toggle_server)
-        for name in ("python", "browser", "apply_patch"):
-            state = "on" if getattr(self.toolset.config, name) is not None else "off"
-            yield SystemCommand(f"Tools: {name} ({state})", f"Turn the {name} tool "
-                                f"{'off' if state == 'on' else 'on'} for the next turns",
-                                lambda n=name: self.action_toggle_tool(n))
 
     async def run_command(self, text: str) -> None:
         try:

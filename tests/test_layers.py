@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                          "harmony_tui.progress", "harmony_tui.exit_signals",
                          "harmony_tui.themes", "harmony_tui.voice_control")),
     ("entry points", ("harmony_tui.app", "harmony_tui.app_chats", "harmony_tui.app_server",
+                      "harmony_tui.app_layout",
                       "harmony_tui.app_model", "harmony_tui.app_keys", "harmony_tui.app_voice",
                       "harmony_tui.oneshot", "harmony_tui.voice_loop", "harmony_tui.cli",
                       "harmony_tui.web",

@@ -289,3 +289,24 @@ async def test_opening_another_chat_while_an_answer_streams_saves_it_as_stopped(
     finals = [r for r in records if r.channel == "final" and not r.recipient]
     assert finals and finals[-1].content.startswith(shown), (shown, finals)
     assert records[-1].finish_reason == "cancelled"
+
+
+async def test_opening_a_chat_clears_the_previous_chats_figures_and_titles_the_conversation(
+        chats: Path):
+    app = make_app(chats)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_for(pilot, lambda: app.model_ready, what="the model", timeout=60)
+        app.prompt.set_text("Hello!")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.turn is None and app.session.final_answers(),
+                       what="the answer", timeout=60)
+        assert app.status.prompt_tokens and app.status.tps is not None
+        screen = await open_sessions(pilot)
+        select(screen, "garden.json")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.path == chats / "garden.json",
+                       what="the other chat")
+        status = app.status
+        assert (status.prompt_tokens, status.generated, status.tps, status.ttft) == \
+            (0, 0, None, None)
+        assert app.conversation.border_title == "demo · Plan the garden beds"

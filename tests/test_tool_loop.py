@@ -168,6 +168,7 @@ async def test_app_call_to_a_tool_that_is_off_says_how_to_turn_it_on(tmp_path):
         await wait_for(pilot, lambda: app.turn is None and app.turns_started, what="the turn")
         notes = "\n".join(app.conversation.last_assistant().notes)
         assert "python not run" in notes and "--python" in notes
+        assert 'Ctrl+P → "Tools: python"' in notes  # how to turn it on now, with the key
         entry = next(iter(app.tools.entries.values()))
         assert entry.status == "not run" and "Ctrl+P" in entry.result
         assert not any(r.role == "tool" for r in app.session.records())  # nothing ran
