@@ -324,6 +324,7 @@ class HarmonyApp(ChatsMixin, ModelMixin, ServerMixin, VoiceMixin, KeysMixin, Lay
         self.turn = view
         self.status.state = "prefill"
         self.status.ttft = self.status.tps = None
+        self.status.spec = ""
         self.status.generated = 0
         self.consume_turn(view, request)
 

@@ -162,6 +162,7 @@ class ChatsMixin:
         # the figures were the old chat's: cleared for a new chat and for an opened one
         self.status.prompt_tokens = self.status.generated = self.status.cached_tokens = 0
         self.status.ttft = self.status.tps = self.status.peak_gb = None
+        self.status.spec = ""
         saved = session.last_params() if session is not None else None
         if saved:
             from pydantic import ValidationError

@@ -24,6 +24,7 @@ from harmony_tui.conversation import (
     ToolOff,
     TurnFinished,
 )
+from harmony_tui.conversation.stats import speculation_summary
 from harmony_tui.engine.events import Event, MessageDone, ParseIssue, TextDelta, ToolCall
 from harmony_tui.exit_signals import Terminated
 from harmony_tui.sessions.cache import load_chat_cache, save_chat_cache
@@ -216,6 +217,9 @@ async def _generate(engine: Any, settings: Settings, prompt: str, *, json_mode: 
     elif printer.wrote_final and not printer.last_final.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()
+    summary = speculation_summary(stats) if stats is not None and not json_mode else None
+    if summary:
+        print(f"{prog}: {summary}", file=sys.stderr)
     if end.reason == "error":
         print(f"{prog}: error: generation failed: {end.error}", file=sys.stderr)
         return 1

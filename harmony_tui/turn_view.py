@@ -20,6 +20,7 @@ from harmony_tui.conversation import (
     ToolWaiting,
     TurnFinished,
 )
+from harmony_tui.conversation.stats import speculation_summary
 from harmony_tui.engine.events import (
     ContextTrimmed,
     Event,
@@ -97,6 +98,7 @@ class TurnView:
                     event.cached_tokens
                 status.generated = event.generation_tokens
                 status.ttft, status.tps = event.ttft_s, event.generation_tps
+                status.spec = speculation_summary(event, short=True) or ""
                 status.peak_gb = event.peak_memory_gb
             elif isinstance(event, ToolWaiting | ToolRunning):
                 waiting = isinstance(event, ToolWaiting)

@@ -49,8 +49,10 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
         description = info.description or ""
         help_text = description if "(default:" in description or "(none:" in description \
             else f"{description} (default: {default if default is not None else 'none'})"
+        metavar = (info.json_schema_extra or {}).get("metavar")  # type: ignore[union-attr]
         group.add_argument(flag, dest=name, type=kind, choices=choices, default=argparse.SUPPRESS,
-                           metavar=None if choices else kind.__name__.upper(), help=help_text)
+                           metavar=None if choices else metavar or kind.__name__.upper(),
+                           help=help_text)
 
 
 def add_model_flags(parser: argparse.ArgumentParser, api_key: bool = True,

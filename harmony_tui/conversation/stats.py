@@ -29,4 +29,25 @@ def merge_stats(parts: Sequence[Stats]) -> Stats | None:
         peak_memory_gb=max(s.peak_memory_gb for s in parts),
         kv_cache_bytes=parts[-1].kv_cache_bytes,
         kv_saved_bytes=parts[-1].kv_saved_bytes,
+        draft_tokens=sum(s.draft_tokens for s in parts),
+        accepted_tokens=sum(s.accepted_tokens for s in parts),
+        verify_steps=sum(s.verify_steps for s in parts),
+        speedup=parts[-1].speedup,
     )
+
+
+def speculation_summary(stats: Stats, short: bool = False) -> str | None:
+    """Speculative decoding's figures in words (None for a turn that did not speculate):
+    ``short`` for the status bar (acceptance and speed-up), else a sentence."""
+    if not stats.verify_steps:
+        return None
+    rate = stats.acceptance or 0.0
+    if short:
+        text = f"spec {100 * rate:.0f}%"
+        return text + (f" ×{stats.speedup:.2f}" if stats.speedup is not None else "")
+    per_step = stats.generation_tokens / stats.verify_steps
+    text = (f"speculative decoding: {stats.accepted_tokens} of {stats.draft_tokens} drafted "
+            f"tokens accepted ({100 * rate:.0f}%), {per_step:.2f} tokens per model step")
+    if stats.speedup is not None:
+        text += f", {stats.speedup:.2f}× the last plain turn's tokens/s"
+    return text

@@ -12,7 +12,8 @@ KV cache rows: no turn sees another's tokens.
 When a serial job (a ``submit`` turn, a model load) is waiting on the generation thread, the
 drive job re-queues itself behind it after the current step, so serial work never starves and
 the batch resumes afterwards. Turns that cannot batch (a ``seed``, which needs the global random
-state to itself, or a model whose caches cannot merge) run alone, in arrival order.
+state to itself, speculative decoding, whose steps verify several tokens of one turn, or a
+model whose caches cannot merge) run alone, in arrival order, between batch steps.
 
 One request can never hurt another, in three layers:
 
@@ -283,7 +284,8 @@ class BatchScheduler:
                 lambda again, r=request, s=stream: self.submit(r, s, again))
             if prep is None:
                 continue
-            if request.params.seed is not None or not can_batch(prep.loaded):
+            if request.params.seed is not None or request.params.speculative \
+                    or not can_batch(prep.loaded):
                 engine.run_prepared(request, stream, prep)  # alone, in arrival order
                 continue
             saved = random_key()

@@ -23,6 +23,7 @@ from typing import Any
 
 from harmony_tui.engine.context import TrimNotices
 from harmony_tui.engine.decode import decode_tokens, prefill
+from harmony_tui.engine.drafts import DraftModels
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
@@ -46,6 +47,7 @@ from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
 from harmony_tui.engine.prompt_cache import PromptCacheStore, Snapshot, checkpoint_stops
 from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput
+from harmony_tui.engine.rewind_cache import rewindable
 from harmony_tui.engine.sampling import (
     build_logits_processors,
     build_sampler,
@@ -53,6 +55,11 @@ from harmony_tui.engine.sampling import (
     one_line,
     random_key,
     restore_random_key,
+)
+from harmony_tui.engine.speculative import (
+    LookupDrafter,
+    SpecCounts,
+    speculative_tokens,
 )
 from harmony_tui.engine.turns import (  # TurnRequest, TurnStream: also imported from here
     TurnRequest,
@@ -81,6 +88,8 @@ class Engine:
         self._stream: Any = None
         self._closed = False
         self._batch: Any = None  # BatchScheduler, made on first submit_batched
+        self.drafts = DraftModels(models_dir)
+        self._plain_tps: dict[int, float] = {}  # id(loaded model) -> its last plain decode speed
         self._preparer = PromptPreparer()
         self._worker.add_cancel_hook(self.cancel_all)
 
@@ -118,6 +127,7 @@ class Engine:
                 return
             self.model = loaded
             self.prompt_cache.clear()
+            self._plain_tps.clear()
             future.set_result(loaded)
 
         self._put(job)
@@ -267,6 +277,7 @@ class Engine:
         def release() -> None:
             self.model = None
             self.prompt_cache.clear()
+            self.drafts.release()
             if self._batch is not None:
                 self._batch.release()
             done.set()
@@ -410,6 +421,25 @@ class Engine:
             return
         if len(prompt) > 1:
             self.prompt_cache.store(prompt[:-1], cache, snapshots)
+
+        max_new = min(params.max_tokens, limit - len(prompt))
+        with_logprobs = request.logprobs is not None
+        counts: SpecCounts | None = None
+        if params.speculative and max_new > 1:
+            counts = SpecCounts()
+            drafter = self._drafter(params, loaded, prompt, stream)
+            if drafter is None:  # cancelled while the draft model read the prompt
+                stream.put(TurnEnd("cancelled"))
+                return
+            cache = rewindable(cache, drafter.most)
+            tokens = speculative_tokens(loaded.model, cache, prompt,
+                                        sampler, processors, max_new, self._stream, drafter,
+                                        counts, with_logprobs=with_logprobs,
+                                        after_step=quantizer)
+        else:
+            tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
+                                   self._stream, with_logprobs=with_logprobs,
+                                   after_step=quantizer)
         prefill_done = time.perf_counter()
 
         if params.seed is not None:
@@ -417,14 +447,9 @@ class Engine:
         decoder = self.new_decoder(request, loaded, prompt)
         partial.append(decoder)
         output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
-        max_new = min(params.max_tokens, limit - len(prompt))
         reason: EndReason = "length"
         generated = 0
         first_token_at = prefill_done
-        with_logprobs = request.logprobs is not None
-        tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
-                               self._stream, with_logprobs=with_logprobs,
-                               after_step=quantizer)
         try:
             for item in tokens:
                 token, logprobs = item if with_logprobs else (item, None)
@@ -447,19 +472,46 @@ class Engine:
         messages, tool_calls = output.close()
         ended = time.perf_counter()
         decode_time = ended - first_token_at
+        tps = (generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0
+        speedup = None
+        if counts is None:
+            if generated > 16:
+                self._plain_tps[id(loaded)] = tps
+        elif self._plain_tps.get(id(loaded)):
+            speedup = tps / self._plain_tps[id(loaded)]
         stream.put(Stats(
             prompt_tokens=len(prompt),
             cached_tokens=cached,
             generation_tokens=generated,
             ttft_s=first_token_at - started,
             prompt_tps=(len(prompt) - cached) / max(prefill_done - started, 1e-9),
-            generation_tps=(generated - 1) / decode_time if generated > 1 and decode_time > 0
-            else 0.0,
+            generation_tps=tps,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
             kv_cache_bytes=cache_bytes(cache),
             kv_saved_bytes=saved_bytes(cache),
+            draft_tokens=counts.drafted if counts else 0,
+            accepted_tokens=counts.accepted if counts else 0,
+            verify_steps=counts.steps if counts else 0,
+            speedup=speedup,
         ))
         stream.put(TurnEnd(reason, messages, tool_calls=tool_calls))
+
+    def _drafter(self, params: GenerationParams, loaded: LoadedModel, prompt: list[int],
+                 stream: TurnStream) -> Any:
+        """The turn's drafter (None: cancelled while the draft model prefilled)."""
+        if params.prompt_lookup is not None:
+            return LookupDrafter(params.prompt_lookup, prompt)
+        assert params.draft_model is not None
+
+        def run(model: Any, cache: list[Any], tokens: list[int], start: int,
+                stops: list[int], snapshots: dict[int, Snapshot]) -> int:
+            import mlx.core as mx
+
+            with mx.stream(self._stream):
+                return prefill(model, cache, tokens, start, self.prefill_step, lambda _: None,
+                               lambda: stream.cancelled, stops, snapshots)
+
+        return self.drafts.drafter(params.draft_model, loaded, prompt, params.draft_tokens, run)
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 

@@ -136,6 +136,18 @@ class Stats:
     peak_memory_gb: float
     kv_cache_bytes: int = 0  # the turn's KV cache at its end
     kv_saved_bytes: int = 0  # what KV quantization saves in it against full precision
+    # Speculative decoding (0 / None without it): tokens drafted, drafts the model accepted,
+    # the model's forward passes while decoding, and generation_tps over the speed of this
+    # engine's last plain turn on the same model (None: no plain turn yet).
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    verify_steps: int = 0
+    speedup: float | None = None
+
+    @property
+    def acceptance(self) -> float | None:
+        """Accepted drafts / drafted tokens (None: nothing was drafted)."""
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +160,10 @@ class Stats:
             "peak_memory_gb": round(self.peak_memory_gb, 4),
             "kv_cache_bytes": self.kv_cache_bytes,
             "kv_saved_bytes": self.kv_saved_bytes,
+            **({"draft_tokens": self.draft_tokens, "accepted_tokens": self.accepted_tokens,
+                "verify_steps": self.verify_steps,
+                "speedup": None if self.speedup is None else round(self.speedup, 3)}
+               if self.verify_steps else {}),
         }
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harmony_tui.errors import short_repr
 
@@ -112,6 +119,26 @@ class GenerationParams(BaseModel):
         description="With kv_bits, quantize a layer's KV cache once it holds this many tokens.",
     )
 
+    draft_model: str | None = Field(
+        None, min_length=1, json_schema_extra={**_extra(None), "metavar": "MODEL"},
+        description="Speculative decoding with this small model drafting: a folder or name "
+        "whose tokenizer is the model's (none: off).",
+    )
+    draft_tokens: int = Field(
+        3, ge=1, le=32, json_schema_extra=_extra(None),
+        description="With draft_model, tokens the draft model proposes per step.",
+    )
+    prompt_lookup: int | None = Field(
+        None, ge=1, le=64, json_schema_extra={**_extra(None), "metavar": "N"},
+        description="Speculative decoding without a draft model: propose up to N tokens that "
+        "followed the context's last words where they occurred before (none: off).",
+    )
+
+    @property
+    def speculative(self) -> bool:
+        """Whether turns with these settings decode speculatively."""
+        return self.draft_model is not None or self.prompt_lookup is not None
+
     @field_validator("xtc_special_tokens")
     @classmethod
     def _token_ids(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
@@ -133,6 +160,13 @@ class GenerationParams(BaseModel):
         if value not in KV_GROUP_SIZES:
             raise ValueError(f"must be one of {', '.join(map(str, KV_GROUP_SIZES))}")
         return value
+
+    @model_validator(mode="after")
+    def _one_drafter(self) -> GenerationParams:
+        if self.draft_model is not None and self.prompt_lookup is not None:
+            raise ValueError("draft_model and prompt_lookup cannot both be set: pick one way "
+                             "of drafting")
+        return self
 
     @field_validator("logit_bias")
     @classmethod

@@ -8,9 +8,11 @@ from textual.widgets import Static
 
 HELP = """\
 Model · state (loading, idle, prefill, generating, tool) · time to first token · tokens per
-second · prompt and generated tokens · context used of the limit · peak memory · the API
-server's address while it runs · the python tool's sandbox while the tool is on · voice (🎤
-ready, listening with the input level and time, transcribing, speaking) once voice is used.
+second · speculative decoding's acceptance rate and speed-up over the last plain turn (`spec
+70% ×1.40`, with a draft model or prompt lookup) · prompt and generated tokens · context used
+of the limit · peak memory · the API server's address while it runs · the python tool's sandbox
+while the tool is on · voice (🎤 ready, listening with the input level and time, transcribing,
+speaking) once voice is used.
 """
 
 
@@ -23,6 +25,7 @@ class StatusBar(Static):
     state: reactive[str] = reactive("loading")
     ttft: reactive[float | None] = reactive(None)
     tps: reactive[float | None] = reactive(None)
+    spec: reactive[str] = reactive("")  # speculative decoding: "spec 70% ×1.40"
     prompt_tokens: reactive[int] = reactive(0)
     cached_tokens: reactive[int] = reactive(0)
     generated: reactive[int] = reactive(0)
@@ -45,6 +48,8 @@ class StatusBar(Static):
             parts.append((f"TTFT {self.ttft:.2f}s", "", 5))
         if self.tps is not None:
             parts.append((f"{self.tps:.1f} tok/s", "bold", 3))
+        if self.spec:
+            parts.append((self.spec, "", 5))
         if self.prompt_tokens:
             cached = f" ({self.cached_tokens} cached)" if self.cached_tokens else ""
             parts.append((f"prompt {self.prompt_tokens}{cached} · gen {self.generated}", "", 5))
