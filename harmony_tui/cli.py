@@ -40,6 +40,9 @@ class UsageError(HarmonyTuiError):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
+        # no abbreviations: "generate --prompt" would be an ambiguous prefix of the top level's
+        # --prompt-config / --prompt-lookup
+        allow_abbrev=False,
         description="Run local LLMs with MLX; native Harmony for GPT-OSS.",
         epilog="Without a command, the terminal app starts on the model (default: the built-in "
         "demo); with --serve, an OpenAI-compatible API server instead. Commands: generate "

@@ -122,9 +122,11 @@ def run_generate(settings: Settings, prompt: str, *, json_mode: bool, show_think
     Clock.from_env(settings.prompt.fixed_time)  # a bad clock is said before the model loads
     engine = start_engine(settings.remote, settings.model_for_engine(),
                           models_dir=settings.models_dir, progress=progress)
-    if progress is not None:
-        progress.done()
     try:
+        if settings.params.draft_model is not None and not settings.remote.is_remote:
+            engine.load_draft(settings.params.draft_model).result()  # bad draft: said now
+        if progress is not None:
+            progress.done()
         return asyncio.run(_generate(engine, settings, prompt, json_mode=json_mode,
                                      show_thinking=show_thinking, flagged=flagged, prog=prog,
                                      lock=lock))

@@ -133,6 +133,11 @@ class Engine:
         self._put(job)
         return future
 
+    def load_draft(self, spec: str) -> Future[LoadedModel]:
+        """Load the draft model ``spec`` now (turns load it when they first need it) and check
+        it against the current model; the future raises DraftModelError with one line."""
+        return self._job(lambda: self.drafts.get(spec, self._require_model()))
+
     def submit(self, request: TurnRequest,
                notify: Callable[[Event], None] | None = None) -> TurnStream:
         """Queue a turn; its events arrive on the returned stream (and ``notify``, if given)."""

@@ -7,7 +7,8 @@ Drafters:
   ``draft_tokens`` tokens greedily from its own KV cache.
 - ``LookupDrafter``: prompt lookup (``prompt_lookup = N``): the longest n-gram
   (``MAX_NGRAM`` down to ``MIN_NGRAM`` tokens) that ends the context and occurred earlier in it
-  proposes the up to ``N`` tokens that followed it there. No model; good when the answer copies
+  proposes the up to ``N`` tokens that followed its last occurrence (its first, when fewer
+  than ``N`` follow the last: a repeating run). No model; good when the answer copies
   from the context (edits, code, quotes).
 
 Acceptance: each verified position is *sampled* with the turn's own sampler and logits
@@ -73,7 +74,9 @@ class LookupDrafter:
 
     def __init__(self, most: int, history: Sequence[int]) -> None:
         self.most = most
-        self._index: dict[tuple[int, ...], int] = {}  # n-gram -> where its continuation starts
+        # n-gram -> where the continuation of its last (and first) occurrence starts
+        self._last: dict[tuple[int, ...], int] = {}
+        self._first: dict[tuple[int, ...], int] = {}
         self._indexed = 0
         self._history: list[int] = []
         self._extend(history)
@@ -85,7 +88,9 @@ class LookupDrafter:
         for p in range(max(self._indexed, 1), len(history)):
             for n in range(MIN_NGRAM, MAX_NGRAM + 1):
                 if p - n >= 0:
-                    self._index[tuple(history[p - n:p])] = p
+                    gram = tuple(history[p - n:p])
+                    self._last[gram] = p
+                    self._first.setdefault(gram, p)
         self._indexed = max(self._indexed, len(history))
 
     def propose(self, history: Sequence[int], k: int) -> list[int]:
@@ -93,8 +98,11 @@ class LookupDrafter:
         for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
             if len(mine) < n:
                 continue
-            at = self._index.get(tuple(mine[-n:]))
+            gram = tuple(mine[-n:])
+            at = self._last.get(gram)
             if at is not None:
+                if len(mine) - at < k:  # too close to the end (a repeating run): the first
+                    at = self._first[gram]
                 return mine[at:at + k]
         return []
 

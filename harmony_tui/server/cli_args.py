@@ -185,6 +185,12 @@ def run_serve(args: argparse.Namespace) -> int:
     sock = bind_socket(options["host"], options["port"])  # fail before the slow model load
     progress = ProgressPrinter()
     engine = Engine.start(settings.model, models_dir=settings.models_dir, progress=progress)
+    if settings.params.draft_model is not None:
+        try:
+            engine.load_draft(settings.params.draft_model).result()  # a bad draft: said now
+        except BaseException:
+            engine.close()
+            raise
     progress.done()
 
     def log_request(record: RequestRecord) -> None:
