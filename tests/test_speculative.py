@@ -209,3 +209,36 @@ def test_sampling_turns_apply_the_turns_processors_to_every_verified_token(engin
     tokens, stats, _ = run(engine, params, prompt_tokens())
     assert tokens == [4242] * 40
     assert stats.accepted_tokens > 20 and stats.verify_steps < 20
+
+
+def test_serve_honours_prompt_lookup_and_reports_drafts_in_usage():
+    import openai
+    from test_server_cli import USER_CMD, Served
+
+    from harmony_tui.demo.corpus import SCRIPTS
+
+    hello = next(s for s in SCRIPTS if s.prompt == "Write hello world in Python.")
+    served = Served("--model", "demo", "--port", "0", "--temperature", "0", "--prompt-lookup",
+                    "4", cmd=USER_CMD)
+    try:
+        client = openai.OpenAI(base_url=served.url(), api_key="unused", max_retries=0,
+                               timeout=120)
+        ask = {"role": "user", "content": hello.prompt}
+        reply = client.chat.completions.create(model="demo", messages=[
+            ask, {"role": "assistant", "content": hello.final}, ask])
+        assert reply.choices[0].message.content == hello.final  # greedy: the plain answer
+        details = reply.usage.completion_tokens_details
+        assert details is not None
+        # the answer repeats the context: prompt lookup drafts most of it
+        assert details.accepted_prediction_tokens > reply.usage.completion_tokens // 2
+        assert details.rejected_prediction_tokens >= 0
+    finally:
+        code = served.stop()
+    assert code == 0, served.text()
+
+
+def test_serve_refuses_a_missing_draft_model_in_one_line():
+    result = subprocess.run([*CMD, "--serve", "--port", "0", "--draft-model", "/no/such/draft"],
+                            capture_output=True, text=True, timeout=240)
+    assert_one_line_error(result, "draft model /no/such/draft: model folder /no/such/draft "
+                          "does not exist")

@@ -51,9 +51,15 @@ def logprob_entry(item: TokenLogprob, top: int) -> dict[str, Any]:
 def usage(stats: Stats | None, prompt_tokens: int = 0, cached: int = 0) -> dict[str, Any]:
     prompt = stats.prompt_tokens if stats else prompt_tokens
     completion = stats.generation_tokens if stats else 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": stats.cached_tokens if stats else cached}}
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": stats.cached_tokens if stats else cached}}
+    if stats is not None and stats.verify_steps:  # speculative decoding: OpenAI's names for
+        out["completion_tokens_details"] = {  # the drafts of its "predicted outputs"
+            "accepted_prediction_tokens": stats.accepted_tokens,
+            "rejected_prediction_tokens": stats.draft_tokens - stats.accepted_tokens}
+    return out
 
 
 @dataclass

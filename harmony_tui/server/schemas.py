@@ -346,11 +346,20 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int
 
 
+class CompletionTokensDetails(BaseModel):
+    """Speculative decoding's drafts (``--draft-model``, ``--prompt-lookup``): accepted and
+    rejected, under the names OpenAI uses for the drafts of predicted outputs."""
+
+    accepted_prediction_tokens: int
+    rejected_prediction_tokens: int
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class ChatCompletion(BaseModel):
