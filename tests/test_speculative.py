@@ -242,3 +242,24 @@ def test_serve_refuses_a_missing_draft_model_in_one_line():
                             capture_output=True, text=True, timeout=240)
     assert_one_line_error(result, "draft model /no/such/draft: model folder /no/such/draft "
                           "does not exist")
+
+
+async def test_app_turns_speculate_and_the_status_bar_shows_it():
+    """The app honours prompt_lookup: asked twice for the same program, the second answer
+    repeats the first, prompt lookup drafts it, and the status bar shows the acceptance."""
+    from test_app import WIDE, make_app, ready, send
+
+    from harmony_tui.demo.corpus import SCRIPTS
+
+    code = next(s for s in SCRIPTS if s.prompt == "Write hello world in Python.")
+    app = make_app(params=GenerationParams(temperature=0, prompt_lookup=4))
+    async with app.run_test(size=WIDE) as pilot:
+        await ready(pilot)
+        await send(pilot, code.prompt)
+        await send(pilot, code.prompt)
+        assert app.session.final_answers() == [code.final, code.final]
+        rendered = app.status.render().plain
+        assert "spec " in rendered and "%" in rendered, rendered
+        assert app.status.spec.startswith("spec ")
+        rate = int(app.status.spec.split()[1].rstrip("%"))
+        assert rate >= 50, app.status.spec
