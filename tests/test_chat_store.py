@@ -70,7 +70,8 @@ GENERATION_SAMPLE = {
     "repetition_context_size": 64, "presence_penalty": 0.5, "frequency_penalty": -0.5,
     "logit_bias": {200002: -10.0, 5: 2.5}, "max_tokens": 333, "max_context_tokens": 8192,
     "seed": 1234, "reasoning_effort": "high", "kv_bits": 8, "kv_group_size": 32,
-    "quantized_kv_start": 1024,
+    "quantized_kv_start": 1024, "draft_model": "gpt-oss-draft", "draft_tokens": 5,
+    "prompt_lookup": 6,
 }
 
 

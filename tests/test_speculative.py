@@ -82,18 +82,20 @@ def test_prompt_lookup_greedy_output_is_plain_greedy_output(engine):
     assert stats.to_dict()["accepted_tokens"] == stats.accepted_tokens
 
 
-@pytest.mark.parametrize("draft", ["close", "target", "other"])
+@pytest.mark.parametrize("draft", ["close", "target", "other", "other+lookup"])
 def test_draft_model_greedy_output_is_plain_greedy_output(engine, models, draft):
     prompt = prompt_tokens()
     plain, _, _ = run(engine, GREEDY, prompt)
-    params = GREEDY.updated(draft_model=str(models[draft]), draft_tokens=4)
+    lookup = 3 if draft.endswith("+lookup") else None
+    params = GREEDY.updated(draft_model=str(models[draft.removesuffix("+lookup")]),
+                            draft_tokens=4, prompt_lookup=lookup)
     spec, stats, _ = run(engine, params, prompt)
     assert spec == plain
     assert stats.generation_tokens == 96
     assert stats.verify_steps == stats.generation_tokens - stats.accepted_tokens
     if draft == "target":  # the model drafting for itself: every draft is accepted
         assert stats.accepted_tokens == stats.draft_tokens > 64
-    elif draft == "close":
+    elif draft == "close" or lookup:  # (with lookup: its drafts where the context matches)
         assert 0 < stats.accepted_tokens < stats.draft_tokens
     else:  # an unrelated random model
         assert stats.accepted_tokens < stats.draft_tokens
@@ -173,8 +175,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     (["--prompt-lookup", "0"], ["--prompt-lookup=0: input should be greater than or equal to 1"]),
     (["--prompt-lookup", "-2"], ["--prompt-lookup=-2"]),
     (["--draft-tokens", "0"], ["--draft-tokens=0"]),
-    (["--prompt-lookup", "3", "--draft-model", "x"],
-     ["draft_model and prompt_lookup cannot both be set"]),
 ])
 def test_bad_speculation_settings_are_one_line(models, args, needles):
     result = subprocess.run([*CMD, "generate", "--prompt", "hi", "--model",

@@ -58,6 +58,7 @@ from harmony_tui.engine.sampling import (
 )
 from harmony_tui.engine.speculative import (
     LookupDrafter,
+    LookupThenModel,
     SpecCounts,
     speculative_tokens,
 )
@@ -504,9 +505,10 @@ class Engine:
     def _drafter(self, params: GenerationParams, loaded: LoadedModel, prompt: list[int],
                  stream: TurnStream) -> Any:
         """The turn's drafter (None: cancelled while the draft model prefilled)."""
-        if params.prompt_lookup is not None:
-            return LookupDrafter(params.prompt_lookup, prompt)
-        assert params.draft_model is not None
+        lookup = None if params.prompt_lookup is None \
+            else LookupDrafter(params.prompt_lookup, prompt)
+        if params.draft_model is None:
+            return lookup
 
         def run(model: Any, cache: list[Any], tokens: list[int], start: int,
                 stops: list[int], snapshots: dict[int, Snapshot]) -> int:
@@ -516,7 +518,11 @@ class Engine:
                 return prefill(model, cache, tokens, start, self.prefill_step, lambda _: None,
                                lambda: stream.cancelled, stops, snapshots)
 
-        return self.drafts.drafter(params.draft_model, loaded, prompt, params.draft_tokens, run)
+        drafter = self.drafts.drafter(params.draft_model, loaded, prompt, params.draft_tokens,
+                                      run)
+        if drafter is None or lookup is None:
+            return drafter
+        return LookupThenModel(lookup, drafter)
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 

@@ -14,7 +14,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from harmony_tui.errors import short_repr
@@ -130,8 +129,9 @@ class GenerationParams(BaseModel):
     )
     prompt_lookup: int | None = Field(
         None, ge=1, le=64, json_schema_extra={**_extra(None), "metavar": "N"},
-        description="Speculative decoding without a draft model: propose up to N tokens that "
-        "followed the context's last words where they occurred before (none: off).",
+        description="Speculative decoding from the context: propose up to N tokens that "
+        "followed the context's last words where they occurred before (with draft_model: "
+        "first, the draft model drafting when nothing matches; none: off).",
     )
 
     @property
@@ -160,13 +160,6 @@ class GenerationParams(BaseModel):
         if value not in KV_GROUP_SIZES:
             raise ValueError(f"must be one of {', '.join(map(str, KV_GROUP_SIZES))}")
         return value
-
-    @model_validator(mode="after")
-    def _one_drafter(self) -> GenerationParams:
-        if self.draft_model is not None and self.prompt_lookup is not None:
-            raise ValueError("draft_model and prompt_lookup cannot both be set: pick one way "
-                             "of drafting")
-        return self
 
     @field_validator("logit_bias")
     @classmethod

@@ -8,7 +8,9 @@ Drafters:
 - ``LookupDrafter``: prompt lookup (``prompt_lookup = N``): the longest n-gram
   (``MAX_NGRAM`` down to ``MIN_NGRAM`` tokens) that ends the context and occurred earlier in it
   proposes the up to ``N`` tokens that followed its last occurrence (its first, when fewer
-  than ``N`` follow the last: a repeating run). No model; good when the answer copies
+  than ``N`` follow the last: a repeating run).
+- ``LookupThenModel``: both set: prompt lookup where the context has a match, else the draft
+  model. No model; good when the answer copies
   from the context (edits, code, quotes).
 
 Acceptance: each verified position is *sampled* with the turn's own sampler and logits
@@ -138,12 +140,35 @@ class ModelDrafter:
         self._pending = []
         return mx.concatenate(drafts).tolist()
 
+    def skip(self) -> None:
+        """This step's drafts come from elsewhere: the draft model only catches up later."""
+        self._fed = 0
+
     def accept(self, drafts: Sequence[int], accepted: int, emitted: Sequence[int]) -> None:
         # The draft cache holds the pending tokens and drafts[:fed]; it must end at the
         # accepted drafts, and see the rest of ``emitted`` next time.
         kept = min(accepted, self._fed)
         rewind(self.cache, self._fed - kept)
         self._pending += list(emitted[kept:])
+
+
+class LookupThenModel:
+    """Prompt lookup where the context has a match, the draft model elsewhere (both set)."""
+
+    def __init__(self, lookup: LookupDrafter, model: ModelDrafter) -> None:
+        self.lookup, self.model = lookup, model
+        self.most = max(lookup.most, model.most)
+
+    def propose(self, history: Sequence[int], k: int) -> list[int]:
+        drafts = self.lookup.propose(history, min(k, self.lookup.most))
+        if drafts:
+            self.model.skip()
+            return drafts
+        return self.model.propose(history, min(k, self.model.most))
+
+    def accept(self, drafts: Sequence[int], accepted: int, emitted: Sequence[int]) -> None:
+        self.lookup.accept(drafts, accepted, emitted)
+        self.model.accept(drafts, accepted, emitted)
 
 
 def check_draft(target: Any, draft: Any) -> None:
