@@ -327,6 +327,8 @@ def test_settings_a_remote_cannot_take_are_listed():
     params = GenerationParams(max_context_tokens=2048)
     assert set(unsent_settings(params, PromptSetup(builtin_tools=("python",)))) == {
         "max_context_tokens", "builtin_tools"}
+    assert set(unsent_settings(GenerationParams(prompt_lookup=4, draft_model="demo"))) == {
+        "prompt_lookup", "draft_model"}
     assert unsent_settings(GenerationParams(), PromptSetup()) == {}
 
 

@@ -31,6 +31,8 @@ EXTENSIONS = ("top_k", "min_p", "min_tokens_to_keep", "repetition_penalty",
 NOT_SENT = {
     "max_context_tokens": "the remote server fits the prompt to its own context window",
     "xtc_special_tokens": "token ids are the remote model's business",
+    "draft_model": "speculative decoding is up to the server that runs the model",
+    "prompt_lookup": "speculative decoding is up to the server that runs the model",
 }
 SETUP_NOT_SENT = {
     "model_identity": "the remote server writes its own system message",
