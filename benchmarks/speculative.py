@@ -16,6 +16,11 @@ Scenarios:
   scripted hello-world program and table): the answer repeats the context, as in code editing,
   which is where prompt lookup pays.
 
+Each scenario also prints how the time of one forward pass grows with the tokens it verifies:
+speculation pays only where verifying ``k + 1`` tokens costs much less than ``k + 1`` single
+steps (memory-bound decoding on a GPU), which ``tok/step`` (tokens per model step) then turns
+into speed.
+
     PYTHONPATH=. python benchmarks/speculative.py [--repeats 3] [--tokens 128] [--folder DIR]
 """
 
@@ -70,6 +75,35 @@ def turn(engine: Any, messages: list[Any], params: Any) -> Any:
     return reply
 
 
+def step_cost(loaded: Any, sizes: tuple[int, ...] = (1, 2, 4, 5, 9), runs: int = 10) -> str:
+    """How a forward pass's time grows with the tokens it verifies (after a 300-token prompt),
+    relative to one token: what decides whether speculation can pay on this machine."""
+    import time
+
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from harmony_tui.engine.rewind_cache import rewind, rewindable
+
+    model = loaded.model
+    times = {}
+    for n in sizes:
+        cache = rewindable(make_prompt_cache(model), 8)
+        model(mx.array([list(range(1000, 1300))]), cache=cache)
+        mx.eval([c.state for c in cache])
+        tokens = mx.array([[5] * n])
+        best = float("inf")
+        for _ in range(runs):
+            started = time.perf_counter()
+            logits = model(tokens, cache=cache)
+            mx.eval(mx.argmax(logits, axis=-1))
+            best = min(best, time.perf_counter() - started)
+            rewind(cache, n)
+        times[n] = best
+    return ", ".join(f"{n} tokens {times[n] / times[1]:.2f}x" for n in sizes) + \
+        f" (1 token: {1000 * times[1]:.1f} ms)"
+
+
 def scenario(name: str, model: str, conversations: list[list[Any]], modes: dict[str, dict],
              tokens: int, repeats: int) -> None:
     from harmony_tui.engine.engine import Engine
@@ -100,6 +134,7 @@ def scenario(name: str, model: str, conversations: list[list[Any]], modes: dict[
                         print(f"  ! {mode} wrote different text on prompt {index}")
         same = all(texts[(mode, i)] == texts[("plain", i)]
                    for mode in modes for i in range(len(conversations)))
+        cost = step_cost(engine.model)
     plain = statistics.median(tps["plain"])
     print(f"\n{name}: {model} ({len(conversations)} prompts x {repeats} repeats, "
           f"{tokens} tokens max, greedy; same text in every mode: {'yes' if same else 'NO'})")
@@ -110,6 +145,7 @@ def scenario(name: str, model: str, conversations: list[list[Any]], modes: dict[
         rate = f"{100 * accepted / drafted:.0f}%" if drafted else "-"
         per_step = f"{generated / steps:.2f}" if steps else "1.00"
         print(f"  {mode:<22}{median:>9.1f}{median / plain:>9.2f}{rate:>11}{per_step:>10}")
+    print(f"  one forward pass (best of 10): {cost}")
 
 
 def main() -> int:
