@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from harmony_tui.engine import distributed
 from harmony_tui.engine.context import TrimNotices
 from harmony_tui.engine.decode import decode_tokens, prefill
 from harmony_tui.engine.events import (
@@ -83,6 +84,8 @@ class Engine:
         self._batch: Any = None  # BatchScheduler, made on first submit_batched
         self._preparer = PromptPreparer()
         self._worker.add_cancel_hook(self.cancel_all)
+        # MLX distributed (rank 0 leads, the others follow; see distributed.py), else None
+        self.lockstep = distributed.lockstep()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -112,12 +115,20 @@ class Engine:
             if not future.set_running_or_notify_cancel():
                 return
             try:
+                if self.lockstep is not None and self.model is not None:
+                    raise HarmonyTuiError("a distributed session keeps the model it started "
+                                          f"with ({self.model.name}); restart every rank to "
+                                          "change it")
                 loaded = load_model(spec, self.models_dir, guarded)
+                if self.lockstep is not None:
+                    self.lockstep.check_same_model(loaded)
             except BaseException as err:
                 future.set_exception(err)
                 return
             self.model = loaded
             self.prompt_cache.clear()
+            if self.lockstep is not None:
+                self.lockstep.start_heartbeat(self._worker)
             future.set_result(loaded)
 
         self._put(job)
@@ -148,6 +159,8 @@ class Engine:
         """
         from harmony_tui.engine.batch import BatchScheduler
 
+        if self.lockstep is not None:  # distributed turns run one at a time (distributed.py)
+            return self.submit(request, notify)
         stream = TurnStream(request.request_id, notify)
         stream.on_end = self._discard  # a reader that sees the end never finds it active
         with self._active_lock:
@@ -199,6 +212,8 @@ class Engine:
         larger than ``max_bytes`` (an older file at ``path`` is then removed)."""
         from harmony_tui.engine import cache_file
 
+        if self.lockstep is not None:  # each rank holds only its shard of the cache
+            return self._job(lambda: 0)
         return self._job(lambda: cache_file.save(self.prompt_cache, self._require_model(),
                                                  path, max_bytes))
 
@@ -207,6 +222,8 @@ class Engine:
         the tokens they cover (0: no file, another model's, or unreadable)."""
         from harmony_tui.engine import cache_file
 
+        if self.lockstep is not None:
+            return self._job(lambda: 0)
         return self._job(lambda: cache_file.load(self.prompt_cache, self._require_model(),
                                                  path))
 
@@ -265,6 +282,8 @@ class Engine:
         done = threading.Event()
 
         def release() -> None:
+            if self.lockstep is not None:
+                self.lockstep.stop_followers()
             self.model = None
             self.prompt_cache.clear()
             if self._batch is not None:
@@ -310,6 +329,12 @@ class Engine:
                      prep: PreparedPrompt) -> None:
         """Run a prepared turn alone, to its end (generation thread)."""
         try:
+            if self.lockstep is not None and self.lockstep.leader:
+                try:
+                    self.lockstep.share(distributed.turn_command(request, prep))
+                except HarmonyTuiError as err:
+                    stream.put(TurnEnd("error", error=str(err)))
+                    return
             self._run_turn_guarded(request, stream, prep)
         finally:
             self._discard(stream)
@@ -363,6 +388,8 @@ class Engine:
         except BaseException as err:  # a generation failure must never kill the thread
             if isinstance(err, KeyboardInterrupt | SystemExit):
                 raise
+            if self.lockstep is not None and distributed.is_peer_lost(err):
+                self.lockstep.lost(err)
             restore_random_key(saved_key)
             messages = tuple(partial[0].messages) if partial else ()
             stream.put(TurnEnd("error", messages, error=one_line(err)))
@@ -374,8 +401,10 @@ class Engine:
         from mlx_lm.models.cache import make_prompt_cache
 
         loaded = prep.loaded
+        lockstep = self.lockstep
         if self._stream is None:
-            self._stream = mx.new_stream(mx.default_device())
+            self._stream = (lockstep._stream() if lockstep is not None
+                            else mx.new_stream(mx.default_device()))
         fmt, params = loaded.format, request.params
         prompt, limit = prep.prompt, prep.limit
         sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
@@ -386,6 +415,10 @@ class Engine:
         quant = KVQuantization.of(params)
         check_model(loaded.model, quant)
         quantizer = KVQuantizer(quant)
+        cancelled: Callable[[], bool] = lambda: stream.cancelled  # noqa: E731
+        if lockstep is not None:  # the leader decides, every rank does the same
+            sampler = lockstep.broadcast_sampler(sampler)
+            cancelled = lockstep.shared_check(cancelled)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
@@ -401,7 +434,7 @@ class Engine:
         stops = checkpoint_stops(fmt, cache, prompt, cached)
         with mx.stream(self._stream):
             prefilled = prefill(loaded.model, cache, prompt, cached, self.prefill_step,
-                                stream.put, lambda: stream.cancelled, stops, snapshots,
+                                stream.put, cancelled, stops, snapshots,
                                 quantizer)
         if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
             if prefilled > 0:
@@ -439,7 +472,7 @@ class Engine:
                 if ended is not None:
                     reason = ended
                     break
-                if stream.cancelled:
+                if cancelled():
                     reason = "cancelled"
                     break
         finally:

@@ -1,0 +1,319 @@
+"""MLX distributed: one model sharded over a group of processes that run identical steps.
+
+Started by ``mlx.launch`` (or by hand with ``MLX_RANK`` and ``MLX_HOSTFILE``), every rank loads
+its shard of the model (tensor parallel with the model's ``shard``, e.g. gpt_oss; otherwise
+pipeline parallel). Rank 0, the *leader*, runs the front end (app, server or ``generate``); the
+other ranks, *followers*, run only the engine and repeat the leader's MLX work step by step, so
+every collective inside the model meets its partner on every rank. What only the leader can
+decide is shared with ``all_sum`` on the generation stream (the one that runs the model, so the
+order of collectives is the program order on every rank), as mlx-lm's server does:
+
+- each serial turn: the request and its prepared prompt tokens (``Lockstep.share``);
+- between prefill chunks and after each token: whether the turn was cancelled (``flag``);
+- each sampled token: rank 0's token is summed with zeros from the others
+  (``broadcast_sampler``), so every rank feeds the same token even if sampling differed.
+
+Everything else (prompt-cache hits, checkpoints, stop strings, the Harmony decoder's end of
+turn, the length limit) is computed from those shared values by the same code on every rank.
+
+A rank that dies breaks the ring's sockets: the next collective on the others raises. The leader
+pings the followers once a second while it is idle, so a lost rank is noticed within seconds
+even when nothing is generated; any rank that notices ends its process with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harmony_tui.errors import HarmonyTuiError
+
+ENV_MARKERS = {"MLX_HOSTFILE": "ring", "MLX_JACCL_COORDINATOR": "jaccl",
+               "OMPI_COMM_WORLD_SIZE": "mpi", "NCCL_HOST_IP": "nccl"}
+HEARTBEAT_S = 1.0  # the leader pings idle followers this often
+LOST = ("distributed: a rank left the group ({detail}); the session ends on every rank")
+
+
+class DistributedError(HarmonyTuiError):
+    """The group cannot start, or a rank was lost."""
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """Who we are in the group."""
+
+    size: int
+    rank: int
+    backend: str
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> str:
+        return f"rank {self.rank} of {self.size} ({self.backend})"
+
+
+_group: Any = None
+_info: GroupInfo | None = None
+_lockstep: Lockstep | None = None
+_init_lock = threading.Lock()
+
+
+def launched_backend() -> str | None:
+    """The backend a launcher set up for this process (from its environment), if any."""
+    for variable, backend in ENV_MARKERS.items():
+        if os.environ.get(variable):
+            return backend
+    return None
+
+
+def init() -> GroupInfo | None:
+    """Join the group this process was launched into; None when not launched distributed.
+
+    Importing MLX is skipped unless a launcher's variables are set, so ordinary runs pay nothing.
+    """
+    global _group, _info
+    with _init_lock:
+        if _info is not None or _group is not None:
+            return _info
+        backend = launched_backend()
+        if backend is None:
+            return None
+        import mlx.core as mx
+
+        try:
+            group = mx.distributed.init(strict=True, backend=backend)
+        except Exception as err:  # bad hostfile, unreachable peer, backend not built in
+            raise DistributedError(f"distributed ({backend}): cannot join the group: "
+                                   f"{_first_line(err)}") from err
+        _group = group
+        if group.size() > 1:
+            _info = GroupInfo(group.size(), group.rank(), backend)
+        return _info
+
+
+def info() -> GroupInfo | None:
+    """This process's place in the group (None: a single process)."""
+    return _info
+
+
+def group() -> Any:
+    """The MLX group (None: a single process)."""
+    return _group if _info is not None else None
+
+
+def lockstep() -> Lockstep | None:
+    """The process's ``Lockstep`` (None: a single process)."""
+    global _lockstep
+    with _init_lock:
+        if _info is not None and _lockstep is None:
+            _lockstep = Lockstep(_group, _info)
+        return _lockstep
+
+
+def shard(model: Any, mx_group: Any) -> str:
+    """Shard a lazily loaded model over ``mx_group``: "tensor" or "pipeline" parallel."""
+    if hasattr(model, "shard"):
+        model.shard(mx_group)
+        return "tensor"
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "pipeline"):
+        inner.pipeline(mx_group)
+        return "pipeline"
+    raise DistributedError(f"distributed: mlx-lm cannot shard {type(model).__module__} models "
+                           "(neither tensor nor pipeline parallel)")
+
+
+def is_peer_lost(err: BaseException) -> bool:
+    """Whether ``err`` is a collective that failed because a rank went away."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("peer" in text or "[ring]" in text
+                                              or "[jaccl]" in text or "mpi" in text)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def exit_session(message: str) -> None:
+    """End this process at once with one line (a rank blocked in a collective cannot be
+    unwound: the C++ call holds no Python frame to raise into)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stderr.write(f"harmony-tui: error: {message}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(1)
+
+
+class Lockstep:
+    """Shares the leader's decisions with every rank (generation thread only)."""
+
+    def __init__(self, mx_group: Any, group_info: GroupInfo) -> None:
+        self.group = mx_group
+        self.info = group_info
+        self.stream: Any = None  # the generation stream; set by the engine before first use
+        self.bytes_shared = 0  # bytes each rank contributed to control all_sums
+        self.collectives = 0
+        self.on_lost: Callable[[str], None] = exit_session
+        self._lost = False
+        self._pinging = False
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def leader(self) -> bool:
+        return self.info.leader
+
+    # -- the collectives ----------------------------------------------------------------------
+
+    def _all_sum(self, array: Any) -> Any:
+        import mlx.core as mx
+
+        try:
+            out = mx.distributed.all_sum(array, group=self.group, stream=self._stream())
+            mx.eval(out)
+        except RuntimeError as err:
+            self.lost(err)
+            raise DistributedError(LOST.format(detail=_first_line(err))) from err
+        self.bytes_shared += array.nbytes
+        self.collectives += 1
+        return out
+
+    def _stream(self) -> Any:
+        if self.stream is None:
+            import mlx.core as mx
+
+            self.stream = mx.new_stream(mx.default_device())
+        return self.stream
+
+    def share(self, obj: Any = None) -> Any:
+        """The leader's ``obj`` on every rank (pickled; followers pass nothing)."""
+        import mlx.core as mx
+        import numpy as np
+
+        if self.leader:
+            data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+            self._all_sum(mx.array([data.size], dtype=mx.int64))
+            self._all_sum(mx.array(data))
+            return obj
+        size = int(self._all_sum(mx.array([0], dtype=mx.int64)).item())
+        data = self._all_sum(mx.zeros(size, dtype=mx.uint8))
+        return pickle.loads(np.array(data).tobytes())
+
+    def flag(self, value: bool) -> bool:
+        """The leader's ``value`` on every rank (one small all_sum)."""
+        import mlx.core as mx
+
+        mine = 1 if (self.leader and value) else 0
+        return bool(self._all_sum(mx.array([mine], dtype=mx.int32)).item())
+
+    def shared_check(self, check: Callable[[], bool]) -> Callable[[], bool]:
+        """``check`` evaluated on the leader and shared: every rank gets the same answer."""
+        return lambda: self.flag(check() if self.leader else False)
+
+    def broadcast_sampler(self, sampler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``sampler`` whose token is rank 0's on every rank (a lazy all_sum in the step)."""
+        import mlx.core as mx
+
+        group, leader = self.group, self.leader
+
+        def sample(logprobs: Any) -> Any:
+            token = sampler(logprobs)
+            mine = token if leader else mx.zeros_like(token)
+            self.bytes_shared += token.size * token.itemsize
+            self.collectives += 1
+            return mx.distributed.all_sum(mine, group=group)
+
+        return sample
+
+    # -- peer loss ------------------------------------------------------------------------------
+
+    def lost(self, err: BaseException) -> None:
+        """A collective failed: a rank is gone. Runs ``on_lost`` once."""
+        if self._lost:
+            return
+        self._lost = True
+        self.on_lost(LOST.format(detail=_first_line(err)))
+
+    def start_heartbeat(self, worker: Any) -> None:
+        """Leader: ping the followers while the generation thread is idle."""
+        if not self.leader or self._heartbeat is not None:
+            return
+
+        def ping() -> None:
+            try:
+                self.share(("ping",))
+            except DistributedError:
+                pass  # on_lost has run
+            finally:
+                self._pinging = False
+
+        def beat() -> None:
+            import time
+
+            while not self._lost:
+                time.sleep(HEARTBEAT_S)
+                if self._lost:
+                    return
+                if not self._pinging and worker._jobs.empty() and not worker._busy.is_set():
+                    self._pinging = True
+                    worker.submit(ping)
+
+        self._heartbeat = threading.Thread(target=beat, name="harmony-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def check_same_model(self, loaded: Any) -> None:
+        """Every rank must have loaded the same model: the leader's description is shared
+        and a follower with another model ends its session with one line."""
+        config = loaded.config
+        mine = (loaded.path.name, config.get("model_type"), config.get("num_hidden_layers"),
+                config.get("hidden_size"), config.get("vocab_size"), loaded.sharding)
+        theirs = self.share(mine if self.leader else None)
+        if tuple(theirs) != mine:
+            raise DistributedError(f"distributed: rank {self.info.rank} loaded {mine[0]} "
+                                   f"({mine[1]}), but rank 0 loaded {theirs[0]} ({theirs[1]}): "
+                                   "every rank must load the same model")
+
+    def stop_followers(self) -> None:
+        """Leader: tell the followers the session is over (they exit with status 0)."""
+        if self.leader and not self._lost:
+            self._lost = True  # nothing more may be shared (the heartbeat stops)
+            try:
+                self.share(("stop",))
+            except DistributedError:
+                pass
+
+
+def follow(engine: Any) -> None:
+    """Follower: run the leader's turns until it stops (on the engine's generation thread)."""
+    from harmony_tui.engine.prepare import PreparedPrompt
+    from harmony_tui.engine.turns import TurnStream
+
+    step = lockstep()
+    assert step is not None and not step.leader
+    while True:
+        command = step.share()
+        kind = command[0]
+        if kind == "stop":
+            return
+        if kind == "turn":
+            request, prompt, limit, dropped_messages, dropped_tokens = command[1:]
+            loaded = engine.model
+            prep = PreparedPrompt(loaded, list(prompt), dropped_messages, dropped_tokens, limit)
+            engine.run_prepared(request, TurnStream(request.request_id), prep)
+
+
+def turn_command(request: Any, prep: Any) -> tuple[Any, ...]:
+    """What the leader shares before it runs a serial turn (see ``follow``)."""
+    return ("turn", request, list(prep.prompt), prep.limit, prep.dropped_messages,
+            prep.dropped_tokens)
