@@ -180,7 +180,8 @@ class Lockstep:
         import mlx.core as mx
 
         try:
-            out = mx.distributed.all_sum(array, group=self.group, stream=self._stream())
+            out = mx.distributed.all_sum(array, group=self.group,
+                                         stream=self.generation_stream())
             mx.eval(out)
         except RuntimeError as err:
             self.lost(err)
@@ -189,7 +190,8 @@ class Lockstep:
         self.collectives += 1
         return out
 
-    def _stream(self) -> Any:
+    def generation_stream(self) -> Any:
+        """The stream of the model steps and of these collectives (made on first use)."""
         if self.stream is None:
             import mlx.core as mx
 
@@ -295,25 +297,43 @@ class Lockstep:
 
 
 def follow(engine: Any) -> None:
-    """Follower: run the leader's turns until it stops (on the engine's generation thread)."""
+    """Follower: repeat the leader's turns and batch steps until it stops (on the engine's
+    generation thread). Their events go nowhere: only rank 0 answers."""
+    from harmony_tui.engine.batch import BatchScheduler
     from harmony_tui.engine.prepare import PreparedPrompt
     from harmony_tui.engine.turns import TurnStream
 
     step = lockstep()
     assert step is not None and not step.leader
+    batch = BatchScheduler(engine)
     while True:
         command = step.share()
         kind = command[0]
         if kind == "stop":
             return
-        if kind == "turn":
+        if kind in ("turn", "insert"):
             request, prompt, limit, dropped_messages, dropped_tokens = command[1:]
-            loaded = engine.model
-            prep = PreparedPrompt(loaded, list(prompt), dropped_messages, dropped_tokens, limit)
-            engine.run_prepared(request, TurnStream(request.request_id), prep)
+            prep = PreparedPrompt(engine.model, list(prompt), dropped_messages, dropped_tokens,
+                                  limit)
+            stream = TurnStream(request.request_id)
+            if kind == "turn":
+                engine.run_prepared(request, stream, prep)
+            else:
+                batch.follow_insert(request, stream, prep)
+        elif kind == "step":
+            batch.follow_step()
+
+
+def _prompt_command(kind: str, request: Any, prep: Any) -> tuple[Any, ...]:
+    return (kind, request, list(prep.prompt), prep.limit, prep.dropped_messages,
+            prep.dropped_tokens)
 
 
 def turn_command(request: Any, prep: Any) -> tuple[Any, ...]:
     """What the leader shares before it runs a serial turn (see ``follow``)."""
-    return ("turn", request, list(prep.prompt), prep.limit, prep.dropped_messages,
-            prep.dropped_tokens)
+    return _prompt_command("turn", request, prep)
+
+
+def insert_command(request: Any, prep: Any) -> tuple[Any, ...]:
+    """What the leader shares before it admits a turn into the batch (see ``follow``)."""
+    return _prompt_command("insert", request, prep)

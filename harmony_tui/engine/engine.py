@@ -159,8 +159,6 @@ class Engine:
         """
         from harmony_tui.engine.batch import BatchScheduler
 
-        if self.lockstep is not None:  # distributed turns run one at a time (distributed.py)
-            return self.submit(request, notify)
         stream = TurnStream(request.request_id, notify)
         stream.on_end = self._discard  # a reader that sees the end never finds it active
         with self._active_lock:
@@ -307,6 +305,18 @@ class Engine:
             raise RuntimeError("the engine is closed")
         self._worker.submit(job)
 
+    def generation_stream(self) -> Any:
+        """The MLX stream every model step runs on (made on first use; generation thread).
+
+        Distributed, it is also the stream of the control collectives, so that they are ordered
+        with the model's own on every rank."""
+        if self._stream is None:
+            import mlx.core as mx
+
+            self._stream = (self.lockstep.generation_stream() if self.lockstep is not None
+                            else mx.new_stream(mx.default_device()))
+        return self._stream
+
     def _require_model(self) -> LoadedModel:
         if self.model is None:
             raise HarmonyTuiError("no model is loaded")
@@ -402,9 +412,7 @@ class Engine:
 
         loaded = prep.loaded
         lockstep = self.lockstep
-        if self._stream is None:
-            self._stream = (lockstep._stream() if lockstep is not None
-                            else mx.new_stream(mx.default_device()))
+        self.generation_stream()
         fmt, params = loaded.format, request.params
         prompt, limit = prep.prompt, prep.limit
         sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
