@@ -9,9 +9,11 @@ decide is shared with ``all_sum`` on the generation stream (the one that runs th
 order of collectives is the program order on every rank), as mlx-lm's server does:
 
 - each serial turn: the request and its prepared prompt tokens (``Lockstep.share``);
-- between prefill chunks and after each token: whether the turn was cancelled (``flag``);
+- between prefill chunks: whether the turn was cancelled (``flag``);
 - each sampled token: rank 0's token is summed with zeros from the others
-  (``broadcast_sampler``), so every rank feeds the same token even if sampling differed.
+  (``broadcast_sampler``), so every rank feeds the same token even if sampling differed; in
+  the serial path the same all_sum carries the cancel flag, read a step later;
+- each batch admission and step, and the turns that step ended (cancels included).
 
 Everything else (prompt-cache hits, checkpoints, stop strings, the Harmony decoder's end of
 turn, the length limit) is computed from those shared values by the same code on every rank.
@@ -23,6 +25,7 @@ even when nothing is generated; any rank that notices ends its process with one 
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import sys
@@ -35,6 +38,7 @@ from harmony_tui.errors import HarmonyTuiError
 
 ENV_MARKERS = {"MLX_HOSTFILE": "ring", "MLX_JACCL_COORDINATOR": "jaccl",
                "OMPI_COMM_WORLD_SIZE": "mpi", "NCCL_HOST_IP": "nccl"}
+INLINE = 256  # bytes of the first all_sum of a shared object
 HEARTBEAT_S = 1.0  # the leader pings idle followers this often
 LOST = ("distributed: a rank left the group ({detail}); the session ends on every rank")
 
@@ -203,14 +207,24 @@ class Lockstep:
         import mlx.core as mx
         import numpy as np
 
+        # One all_sum of INLINE bytes: a 4-byte length, then the pickle if it fits (commands,
+        # a step's endings); a longer pickle (a turn's request) follows in a second all_sum.
+        header = np.zeros(INLINE, dtype=np.uint8)
+        data = b""
         if self.leader:
-            data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
-            self._all_sum(mx.array([data.size], dtype=mx.int64))
-            self._all_sum(mx.array(data))
-            return obj
-        size = int(self._all_sum(mx.array([0], dtype=mx.int64)).item())
-        data = self._all_sum(mx.zeros(size, dtype=mx.uint8))
-        return pickle.loads(np.array(data).tobytes())
+            data = pickle.dumps(obj)
+            header[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
+            if len(data) <= INLINE - 4:
+                header[4:4 + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        got = np.array(self._all_sum(mx.array(header)))
+        size = int.from_bytes(got[:4].tobytes(), "little")
+        if size <= INLINE - 4:
+            body = got[4:4 + size].tobytes()
+        else:
+            mine = np.frombuffer(data, dtype=np.uint8) if self.leader \
+                else np.zeros(size, dtype=np.uint8)
+            body = np.array(self._all_sum(mx.array(mine))).tobytes()
+        return obj if self.leader else pickle.loads(body)
 
     def flag(self, value: bool) -> bool:
         """The leader's ``value`` on every rank (one small all_sum)."""
@@ -223,18 +237,35 @@ class Lockstep:
         """``check`` evaluated on the leader and shared: every rank gets the same answer."""
         return lambda: self.flag(check() if self.leader else False)
 
-    def broadcast_sampler(self, sampler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """``sampler`` whose token is rank 0's on every rank (a lazy all_sum in the step)."""
+    def broadcast_sampler(self, sampler: Callable[[Any], Any],
+                          stop: Callable[[], bool] | None = None,
+                          flags: collections.deque[Any] | None = None) -> Callable[[Any], Any]:
+        """``sampler`` whose tokens are rank 0's on every rank (a lazy all_sum in the step).
+
+        With ``stop`` (one token per step), the same all_sum carries ``stop()`` as rank 0 saw it
+        when the step was queued: each step appends that shared flag (a lazy array) to
+        ``flags``, so every rank can end the turn before the same token, with no extra
+        collective and no wait.
+        """
         import mlx.core as mx
 
         group, leader = self.group, self.leader
 
         def sample(logprobs: Any) -> Any:
             token = sampler(logprobs)
-            mine = token if leader else mx.zeros_like(token)
-            self.bytes_shared += token.size * token.itemsize
+            if stop is None:
+                mine = token if leader else mx.zeros_like(token)
+                self.bytes_shared += token.nbytes
+                self.collectives += 1
+                return mx.distributed.all_sum(mine, group=group)
+            flag = mx.array([1 if leader and stop() else 0], dtype=token.dtype)
+            pair = mx.concatenate([token.reshape(-1), flag])
+            out = mx.distributed.all_sum(pair if leader else mx.zeros_like(pair), group=group)
+            self.bytes_shared += pair.nbytes
             self.collectives += 1
-            return mx.distributed.all_sum(mine, group=group)
+            assert flags is not None
+            flags.append(out[-1])
+            return out[:-1].reshape(token.shape)
 
         return sample
 

@@ -14,6 +14,7 @@ batch) stays healthy for every other turn.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -424,8 +425,9 @@ class Engine:
         check_model(loaded.model, quant)
         quantizer = KVQuantizer(quant)
         cancelled: Callable[[], bool] = lambda: stream.cancelled  # noqa: E731
+        stop_flags: collections.deque[Any] = collections.deque()
         if lockstep is not None:  # the leader decides, every rank does the same
-            sampler = lockstep.broadcast_sampler(sampler)
+            sampler = lockstep.broadcast_sampler(sampler, cancelled, stop_flags)
             cancelled = lockstep.shared_check(cancelled)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:
@@ -469,6 +471,9 @@ class Engine:
         try:
             for item in tokens:
                 token, logprobs = item if with_logprobs else (item, None)
+                if stop_flags and stop_flags.popleft().item():  # rank 0 had cancelled
+                    reason = "cancelled"
+                    break
                 generated += 1
                 if generated == 1:
                     first_token_at = time.perf_counter()
@@ -480,7 +485,7 @@ class Engine:
                 if ended is not None:
                     reason = ended
                     break
-                if cancelled():
+                if lockstep is None and stream.cancelled:
                     reason = "cancelled"
                     break
         finally:
