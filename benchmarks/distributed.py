@@ -32,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STOPS = (200002, 200012, 200007, 199999)  # <|return|> <|call|> <|end|> <|endoftext|>
+GPT_OSS = [("gpt-oss-20b", 24, 2880), ("gpt-oss-120b", 36, 2880)]
 PROMPTS = ["Hello!", "Give me a packing list for a weekend trip.",
            "Compare cats and dogs in a table.", "Write hello world in Python.",
            "What is 17 * 23? Use python.", "Search the web for MLX."]
@@ -78,6 +79,23 @@ def one_token_traffic(engine: Any, counter: AllSumCounter) -> tuple[int, int]:
     return engine._job(probe).result()
 
 
+def all_sum_latency(engine: Any, n: int = 40) -> float:
+    """Seconds per small all_sum, waited for one by one (every rank runs it)."""
+
+    def probe() -> float:
+        import mlx.core as mx
+
+        x = mx.zeros(16)
+        with mx.stream(engine.generation_stream()):
+            mx.eval(mx.distributed.all_sum(x))
+            started = time.perf_counter()
+            for _ in range(n):
+                mx.eval(mx.distributed.all_sum(x))
+        return (time.perf_counter() - started) / n
+
+    return engine._job(probe).result()
+
+
 def worker(model: str, tokens: int, turns: int) -> None:
     """One rank (or the single process): rank 0 prints one JSON line."""
     sys.path.insert(0, str(ROOT))
@@ -92,6 +110,7 @@ def worker(model: str, tokens: int, turns: int) -> None:
 
     engine = Engine.start(model)
     calls, nbytes = one_token_traffic(engine, counter) if info else (0, 0)
+    latency = all_sum_latency(engine) if info else 0.0
     if info is not None and not info.leader:
         engine._job(lambda: distributed.follow(engine)).result()
         return
@@ -125,6 +144,8 @@ def worker(model: str, tokens: int, turns: int) -> None:
         "ttft_s": sum(s.ttft_s for s in serial) / len(serial),
         "tps": sum(s.generation_tps for s in serial) / len(serial),
         "batched_tps": sum(s.generation_tokens for s in batched) / wall,
+        "layers": engine.model.config.get("num_hidden_layers"),
+        "all_sum_latency_s": latency,
         "model_all_sums_per_token": calls,
         "model_bytes_per_token": nbytes,
         "control_bytes_per_token": control,
@@ -196,10 +217,21 @@ def main() -> None:
           f"{two['model_all_sums_per_token']} model all_sums, "
           f"{two['model_bytes_per_token']} bytes; control {two['control_bytes_per_token']:.0f} "
           "bytes")
+    print(f"a small all_sum on this loopback ring took {two['all_sum_latency_s'] * 1e3:.2f} ms "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); per token the "
+          f"ranks wait for {two['model_all_sums_per_token'] + 1} of them")
     comm = predict(two, args.latency_us, args.gbps)
     print(f"predicted communication per token on two machines ({args.latency_us:g} us, "
-          f"{args.gbps:g} Gb/s): {comm * 1e3:.2f} ms, i.e. a ceiling of {1 / comm:.0f} tok/s "
-          "from the link alone")
+          f"{args.gbps:g} Gb/s): {comm * 1e3:.2f} ms for this model")
+    per_layer = two["model_all_sums_per_token"] / max(1, two["layers"] or 1)
+    for name, layers, hidden in GPT_OSS:  # bf16 activations: 2 bytes a value
+        sized = dict(two, model_all_sums_per_token=per_layer * layers,
+                     model_bytes_per_token=per_layer * layers * hidden * 2)
+        comm = predict(sized, args.latency_us, args.gbps)
+        print(f"  {name} ({layers} layers, hidden {hidden}): "
+              f"{sized['model_bytes_per_token'] / 1e3:.0f} kB in "
+              f"{sized['model_all_sums_per_token']:.0f} all_sums per token -> "
+              f"{comm * 1e3:.2f} ms, a ceiling of {1 / comm:.0f} tok/s from the link alone")
 
 
 if __name__ == "__main__":
