@@ -202,6 +202,19 @@ def test_server_on_two_ranks_answers_like_one_process_and_survives_a_cancel(
     assert "Traceback" not in ranks.text(0) + ranks.text(1)
 
 
+def cpu_seconds(pid: int, over: float) -> float:
+    """CPU time ``pid`` used during the next ``over`` seconds (a measurement, not a wait)."""
+    import time
+
+    def used() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    time.sleep(over)
+    return used() - before
+
+
 def test_killing_rank_1_ends_rank_0_with_one_line(tmp_path):
     import time
 
@@ -210,6 +223,8 @@ def test_killing_rank_1_ends_rank_0_with_one_line(tmp_path):
     try:
         wait_serving(port, ranks.procs)
         leader, follower = ranks.procs
+        # Idle, the follower sleeps on rank 0's doorbell instead of polling in a collective.
+        assert cpu_seconds(follower.pid, over=2.0) < 0.5
         follower.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         leader.wait(timeout=30)

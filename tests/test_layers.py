@@ -18,7 +18,8 @@ PACKAGE = Path(harmony_tui.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("harmony_tui", "harmony_tui.errors", "harmony_tui.paths", "harmony_tui.logs",
               "harmony_tui.text_safety")),
-    ("engine", ("harmony_tui.engine", "harmony_tui.engine.distributed", "harmony_tui.remote")),
+    ("engine", ("harmony_tui.engine", "harmony_tui.engine.distributed",
+                "harmony_tui.engine.doorbell", "harmony_tui.remote")),
     ("services", ("harmony_tui.tools", "harmony_tui.sessions", "harmony_tui.config",
                   "harmony_tui.demo", "harmony_tui.voice")),
     ("conversation", ("harmony_tui.conversation",)),

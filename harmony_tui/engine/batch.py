@@ -328,7 +328,7 @@ class BatchScheduler:
         engine = self._engine
         lockstep = engine.lockstep
         if lockstep is not None and lockstep.leader:  # the followers insert it too
-            lockstep.share(insert_command(request, prep))
+            lockstep.command(insert_command(request, prep))
         loaded, params = prep.loaded, request.params
         fmt, prompt, limit = loaded.format, prep.prompt, prep.limit
         key = sampler_key(params)
@@ -388,7 +388,7 @@ class BatchScheduler:
         generator = self._generator
         lockstep = self._engine.lockstep
         if lockstep is not None and lockstep.leader:
-            lockstep.share(("step",))
+            lockstep.command(("step",))
         saved = random_key()
         try:
             prompt_responses, generation_responses = generator.next()

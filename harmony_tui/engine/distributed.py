@@ -18,6 +18,9 @@ order of collectives is the program order on every rank), as mlx-lm's server doe
 Everything else (prompt-cache hits, checkpoints, stop strings, the Harmony decoder's end of
 turn, the length limit) is computed from those shared values by the same code on every rank.
 
+An idle follower sleeps on a plain socket until rank 0 rings it before each command
+(``doorbell.py``): MLX's ring backend would otherwise poll a core while it waits.
+
 A rank that dies breaks the ring's sockets: the next collective on the others raises. The leader
 pings the followers once a second while it is idle, so a lost rank is noticed within seconds
 even when nothing is generated; any rank that notices ends its process with one line.
@@ -170,6 +173,7 @@ class Lockstep:
         self.bytes_shared = 0  # bytes each rank contributed to control all_sums
         self.collectives = 0
         self.on_lost: Callable[[str], None] = exit_session
+        self.doorbell: Any = None  # doorbell.Doorbell, set up with the first model
         self._lost = False
         self._pinging = False
         self._heartbeat: threading.Thread | None = None
@@ -225,6 +229,24 @@ class Lockstep:
                 else np.zeros(size, dtype=np.uint8)
             body = np.array(self._all_sum(mx.array(mine))).tobytes()
         return obj if self.leader else pickle.loads(body)
+
+    def command(self, obj: Any) -> None:
+        """Leader: wake the followers and share one command with them."""
+        if self.doorbell is not None:
+            self.doorbell.ring()
+        self.share(obj)
+
+    def next_command(self) -> Any:
+        """Follower: sleep until the leader rings, then take its command."""
+        from harmony_tui.engine.doorbell import DoorbellError
+
+        if self.doorbell is not None:
+            try:
+                self.doorbell.wait()
+            except DoorbellError as err:
+                self.lost(err)
+                raise DistributedError(LOST.format(detail=_first_line(err))) from err
+        return self.share()
 
     def flag(self, value: bool) -> bool:
         """The leader's ``value`` on every rank (one small all_sum)."""
@@ -285,7 +307,7 @@ class Lockstep:
 
         def ping() -> None:
             try:
-                self.share(("ping",))
+                self.command(("ping",))
             except DistributedError:
                 pass  # on_lost has run
             finally:
@@ -316,13 +338,20 @@ class Lockstep:
             raise DistributedError(f"distributed: rank {self.info.rank} loaded {mine[0]} "
                                    f"({mine[1]}), but rank 0 loaded {theirs[0]} ({theirs[1]}): "
                                    "every rank must load the same model")
+        if self.doorbell is None:
+            from harmony_tui.engine.doorbell import Doorbell, DoorbellError
+
+            try:
+                self.doorbell = Doorbell.connect(self.leader, self.info.size - 1, self.share)
+            except DoorbellError as err:
+                raise DistributedError(f"distributed: {err}") from err
 
     def stop_followers(self) -> None:
         """Leader: tell the followers the session is over (they exit with status 0)."""
         if self.leader and not self._lost:
             self._lost = True  # nothing more may be shared (the heartbeat stops)
             try:
-                self.share(("stop",))
+                self.command(("stop",))
             except DistributedError:
                 pass
 
@@ -338,7 +367,7 @@ def follow(engine: Any) -> None:
     assert step is not None and not step.leader
     batch = BatchScheduler(engine)
     while True:
-        command = step.share()
+        command = step.next_command()
         kind = command[0]
         if kind == "stop":
             return

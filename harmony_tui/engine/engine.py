@@ -342,7 +342,7 @@ class Engine:
         try:
             if self.lockstep is not None and self.lockstep.leader:
                 try:
-                    self.lockstep.share(distributed.turn_command(request, prep))
+                    self.lockstep.command(distributed.turn_command(request, prep))
                 except HarmonyTuiError as err:
                     stream.put(TurnEnd("error", error=str(err)))
                     return
