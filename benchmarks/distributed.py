@@ -219,7 +219,8 @@ def main() -> None:
           "bytes")
     print(f"a small all_sum on this loopback ring took {two['all_sum_latency_s'] * 1e3:.2f} ms "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); per token the "
-          f"ranks wait for {two['model_all_sums_per_token'] + 1} of them")
+          f"ranks wait for {two['model_all_sums_per_token'] + 1} of them (a batch step: 2 "
+          "more)")
     comm = predict(two, args.latency_us, args.gbps)
     print(f"predicted communication per token on two machines ({args.latency_us:g} us, "
           f"{args.gbps:g} Gb/s): {comm * 1e3:.2f} ms for this model")

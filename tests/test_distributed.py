@@ -238,3 +238,13 @@ def test_killing_rank_1_ends_rank_0_with_one_line(tmp_path):
     assert ours[-1:] == ["harmony-tui: error: distributed: a rank left the group ([ring] "
                          "connection to a peer was lost); the session ends on every rank"], stderr
     assert "Traceback" not in stderr
+
+
+def test_a_model_the_ranks_cannot_split_is_refused_in_one_line(tiny_llama):
+    result = run_launched("generate", "--model", str(tiny_llama), "--prompt", "hi")
+    assert result.stdout == ""  # (mlx.launch itself exits 0 whatever its ranks do)
+    ours = {line for line in result.stderr.splitlines() if line.startswith("harmony-tui:")}
+    assert ours == {f"harmony-tui: error: distributed: {tiny_llama.name} has "
+                    "num_key_value_heads 1, which 2 ranks cannot split (tensor parallelism "
+                    "needs a multiple of 2)"}, result.stderr
+    assert "Traceback" not in result.stderr

@@ -124,9 +124,19 @@ def lockstep() -> Lockstep | None:
         return _lockstep
 
 
-def shard(model: Any, mx_group: Any) -> str:
+def shard(model: Any, mx_group: Any, name: str = "the model",
+          config: dict[str, Any] | None = None) -> str:
     """Shard a lazily loaded model over ``mx_group``: "tensor" or "pipeline" parallel."""
     if hasattr(model, "shard"):
+        size = mx_group.size()
+        config = config or {}
+        text = config.get("text_config") or {}
+        for field in ("num_attention_heads", "num_key_value_heads"):
+            heads = config.get(field, text.get(field))
+            if isinstance(heads, int) and heads % size:
+                raise DistributedError(f"distributed: {name} has {field} {heads}, which "
+                                       f"{size} ranks cannot split (tensor parallelism needs "
+                                       f"a multiple of {size})")
         model.shard(mx_group)
         return "tensor"
     inner = getattr(model, "model", None)

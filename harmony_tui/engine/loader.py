@@ -124,7 +124,7 @@ def load_model(
         if group is not None:  # only this rank's shard of the weights is ever read
             import mlx.core as mx
 
-            sharding = distributed.shard(model, group)
+            sharding = distributed.shard(model, group, path.name, config)
             mx.eval(model.parameters())
     except (ModelLoadError, distributed.DistributedError):
         raise
