@@ -150,8 +150,8 @@ def shard(model: Any, mx_group: Any, name: str = "the model",
 def is_peer_lost(err: BaseException) -> bool:
     """Whether ``err`` is a collective that failed because a rank went away."""
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("peer" in text or "[ring]" in text
-                                              or "[jaccl]" in text or "mpi" in text)
+    return isinstance(err, RuntimeError) and any(
+        mark in text for mark in ("[ring]", "[jaccl]", "[mpi]", "[nccl]", "peer was lost"))
 
 
 def _first_line(err: BaseException) -> str:
