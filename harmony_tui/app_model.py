@@ -11,6 +11,7 @@ from textual.css.query import NoMatches
 from textual.message import Message as TextualMessage
 from textual.widgets import ProgressBar
 
+from harmony_tui.engine import distributed
 from harmony_tui.logs import logger
 from harmony_tui.sessions.cache import load_chat_cache
 
@@ -80,7 +81,13 @@ class ModelMixin:
             self.settings.show_message("✗ not sent to the remote server: " + "; ".join(
                 f"{name.replace('_', ' ')} ({why})" for name, why in not_sent.items()
                 if name != "xtc_special_tokens"))
-        self.status.model_name = loaded.name + (f" @ {remote}" if remote else "")
+        group = distributed.info()
+        lockstep = getattr(self.engine, "lockstep", None)
+        if lockstep is not None:  # a lost rank ends the app with one line, terminal restored
+            lockstep.on_lost = lambda message: self.call_from_thread(
+                self.exit, None, 1, f"harmony-tui: error: {message}")
+        self.status.model_name = loaded.name + (f" @ {remote}" if remote else "") + (
+            f" · {group.describe()}" if group is not None else "")
         self.title_conversation()
         self.status.context_limit = self.params.max_context_tokens or loaded.context_limit
         self.status.state = "idle"

@@ -317,6 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         handlers[None] = run_serve
     try:
+        from harmony_tui.distributed_cli import start as start_distributed
+
+        status = start_distributed(args)  # under mlx.launch: only rank 0 goes on
+        if status is not None:
+            return status
         return handlers.get(args.command, cmd_app)(args)
     except HarmonyTuiError as err:
         sys.stdout.flush()

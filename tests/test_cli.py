@@ -119,7 +119,8 @@ def test_prompt_config_reaches_the_prompt(tmp_path, tiny_llama):
                       "temperture: 0.5\n")
     result = run("generate", "--prompt", "x", "--model", str(tiny_llama), "--json",
                  "--prompt-config", str(config))
-    assert result.returncode == 0, result.stderr
+    # a random model's two tokens may be all blank: that is "no answer" (status 3), still JSON
+    assert result.returncode in (0, 3), result.stderr
     data = json.loads(result.stdout)
     assert data["stats"]["generation_tokens"] == 2
     assert "unknown setting 'temperture' ignored (did you mean 'temperature'?)" in result.stderr

@@ -18,7 +18,8 @@ PACKAGE = Path(harmony_tui.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("harmony_tui", "harmony_tui.errors", "harmony_tui.paths", "harmony_tui.logs",
               "harmony_tui.text_safety")),
-    ("engine", ("harmony_tui.engine", "harmony_tui.remote")),
+    ("engine", ("harmony_tui.engine", "harmony_tui.engine.distributed",
+                "harmony_tui.engine.doorbell", "harmony_tui.remote")),
     ("services", ("harmony_tui.tools", "harmony_tui.sessions", "harmony_tui.config",
                   "harmony_tui.demo", "harmony_tui.voice")),
     ("conversation", ("harmony_tui.conversation",)),
@@ -30,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                       "harmony_tui.app_layout",
                       "harmony_tui.app_model", "harmony_tui.app_keys", "harmony_tui.app_voice",
                       "harmony_tui.oneshot", "harmony_tui.voice_loop", "harmony_tui.cli",
-                      "harmony_tui.web",
+                      "harmony_tui.web", "harmony_tui.distributed_cli",
                       "harmony_tui.__main__")),
 ]
 # The package's own __init__ (the public API facade) registers the demo model with the engine.

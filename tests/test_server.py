@@ -184,7 +184,7 @@ def test_models_and_health(server, client):
     assert models[0].id == "demo" and models[0].model_extra["loaded"] is True
     assert client.models.retrieve("demo").id == "demo"
     health = httpx.get(server.url + "/health").json()
-    assert health == {"status": "ok", "model": "demo", "running": 0}
+    assert health == {"status": "ok", "model": "demo", "running": 0, "group": None}
     schema = httpx.get(server.url + "/openapi.json").json()
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models",
                  "/health"):

@@ -116,7 +116,8 @@ def test_client_mistakes_get_400_naming_the_field(url, path, extra, param, needl
     body = {"model": "demo", **({"messages": HELLO} if path == CHAT else {}), **extra}
     error = assert_error(post_raw(url, path, body), 400, param, *needles)
     assert error["type"] == "invalid_request_error"
-    assert httpx.get(url + "/health").json() == {"status": "ok", "model": "demo", "running": 0}
+    assert httpx.get(url + "/health").json() == {"status": "ok", "model": "demo", "running": 0,
+                                                 "group": None}
 
 
 def test_a_fine_request_still_works_after_the_mistakes(url):

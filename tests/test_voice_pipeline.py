@@ -4,6 +4,7 @@ answer sentence by sentence, stops at once on barge-in and reports failures."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import threading
@@ -19,8 +20,8 @@ from harmony_tui.voice.audio_io import ArraySource, MemorySink, WavFileSource
 from harmony_tui.voice.errors import ModelMissingError, VoiceError
 from harmony_tui.voice.settings import VoiceSettings
 from harmony_tui.voice.speaker import Speaker, SpokenAnswer
-from harmony_tui.voice.stt import FasterWhisperSTT, make_stt
-from harmony_tui.voice.tts import EspeakTTS, PiperTTS, make_tts
+from harmony_tui.voice.stt import FasterWhisperSTT, MlxAudioSTT, make_stt
+from harmony_tui.voice.tts import EspeakTTS, KokoroTTS, PiperTTS, make_tts
 from harmony_tui.voice.vad import listen
 from harmony_tui.voice.weights import bundled_piper_voice, bundled_whisper_model
 
@@ -141,6 +142,16 @@ def test_missing_and_corrupt_piper_voices_are_one_line(tmp_path):
         PiperTTS(bad).load()
     assert str(caught.value).startswith(f"piper voice {bad} cannot be loaded (missing or "
                                         "corrupt?)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlx_audio") is not None,
+                    reason="mlx-audio is installed (Apple Silicon)")
+@pytest.mark.parametrize("engine", [MlxAudioSTT, KokoroTTS])
+def test_the_mlx_audio_engines_without_mlx_audio_name_the_extra(engine):
+    with pytest.raises(VoiceError) as caught:
+        engine().load()
+    assert "needs the Python package 'mlx-audio'" in str(caught.value)
+    assert 'pip install "harmony-tui[voice-mlx]"' in str(caught.value)
 
 
 def test_espeak_ng_speaks_at_the_chosen_rate(tmp_path):

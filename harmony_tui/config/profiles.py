@@ -12,13 +12,14 @@ coder:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
 from harmony_tui.config.prompt_config import describe_validation_error, parse_prompt_config
+from harmony_tui.config.remote_fields import ApiKey, Backend, BaseUrl, RemoteTimeout
 from harmony_tui.errors import ConfigError
 
 PROFILES_NAME = "profiles.yaml"
@@ -35,14 +36,10 @@ class Profile(BaseModel):
     prompt_config: Path | None = Field(None, description="Prompt config file (relative to the "
                                        "profiles file).")
     description: str = Field("", description="Shown in listings.")
-    backend: Literal["mlx", "openai"] | None = Field(
-        None, description="mlx: run the model here; openai: use an OpenAI-compatible server "
-        "(base_url)")
-    base_url: str | None = Field(None, description="the remote server's API root, e.g. "
-                                 "http://gpu-box:8000/v1 (backend openai)")
-    api_key: str | None = Field(None, description="the remote server's API key (backend openai)")
-    remote_timeout: float | None = Field(None, gt=0, description="seconds without data before "
-                                         "a remote turn gives up (default 300)")
+    backend: Backend = None
+    base_url: BaseUrl = None
+    api_key: ApiKey = None
+    remote_timeout: RemoteTimeout = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="Prompt-config and "
                                       "generation fields that win over the prompt config.")
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harmony_tui import paths
 from harmony_tui.config.files import read_mapping, unknown_key_warnings
+from harmony_tui.config.remote_fields import ApiKey, Backend, BaseUrl, RemoteTimeout
 from harmony_tui.errors import ConfigError, short_repr
 from harmony_tui.voice.settings import VoiceSettings, section_warnings
 
@@ -76,14 +77,10 @@ class UserConfig(BaseModel):
     truncate_response: int | None = Field(None, ge=1,
                                           description="show at most this many characters of an "
                                           "answer (display only)")
-    backend: Literal["mlx", "openai"] | None = Field(
-        None, description="mlx: run the model here; openai: use an OpenAI-compatible server "
-        "(base_url)")
-    base_url: str | None = Field(None, description="the remote server's API root, e.g. "
-                                 "http://gpu-box:8000/v1 (backend openai)")
-    api_key: str | None = Field(None, description="the remote server's API key (backend openai)")
-    remote_timeout: float | None = Field(None, gt=0, description="seconds without data before "
-                                         "a remote turn gives up (default 300)")
+    backend: Backend = None
+    base_url: BaseUrl = None
+    api_key: ApiKey = None
+    remote_timeout: RemoteTimeout = None
     voice: VoiceSettings = Field(default_factory=lambda: VoiceSettings(),
                                  description="push-to-talk voice (see the voice reference)")
 

@@ -42,6 +42,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harmony_tui.engine.distributed import insert_command, is_peer_lost
 from harmony_tui.engine.events import (
     ContextTrimmed,
     EndReason,
@@ -137,8 +138,10 @@ class BatchHost(Protocol):
     model: LoadedModel | None
     prefill_step: int
     prompt_cache: Any  # PromptCacheStore
-    _stream: Any  # the MLX stream of the generation thread
     _worker: Any  # GenerationWorker
+    lockstep: Any  # distributed.Lockstep, or None in a single process
+
+    def generation_stream(self) -> Any: ...
 
     def take_prepared(self, request: TurnRequest, stream: TurnStream,
                       prepared: Future[PreparedPrompt | None],
@@ -251,20 +254,17 @@ class BatchScheduler:
     def _ensure_generator(self, loaded: LoadedModel) -> Any:
         if self._generator is not None and self._generator_model is loaded:
             return self._generator
-        import mlx.core as mx
         from mlx_lm.generate import BatchGenerator
 
         self._close_generator()
         engine = self._engine
-        if engine._stream is None:
-            engine._stream = mx.new_stream(mx.default_device())
         self._generator = BatchGenerator(
             loaded.model,
             stop_tokens=[[t] for t in sorted(loaded.format.stop_tokens)],
             completion_batch_size=self.max_batch,
             prefill_batch_size=self.prefill_batch,
             prefill_step_size=engine.prefill_step,
-            stream=engine._stream,
+            stream=engine.generation_stream(),
         )
         self._generator_model = loaded
         return self._generator
@@ -288,22 +288,49 @@ class BatchScheduler:
                     or not can_batch(prep.loaded):
                 engine.run_prepared(request, stream, prep)  # alone, in arrival order
                 continue
-            saved = random_key()
-            try:
-                self._insert(request, stream, prep)
-            except HarmonyTuiError as err:
-                self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
-            except BaseException as err:  # e.g. the generator refused the prompt
-                if _fatal(err):
-                    raise
-                restore_random_key(saved)
-                self._end(stream, TurnEnd("error", error=one_line(err)))
+            self._insert_guarded(request, stream, prep)
+
+    def _insert_guarded(self, request: TurnRequest, stream: TurnStream,
+                        prep: PreparedPrompt) -> None:
+        """``_insert``; a turn it refuses ends with its own error."""
+        saved = random_key()
+        try:
+            self._insert(request, stream, prep)
+        except HarmonyTuiError as err:
+            self._end(stream, TurnEnd("error", error=str(err), error_code=error_code(err)))
+        except BaseException as err:  # e.g. the generator refused the prompt
+            if _fatal(err):
+                raise
+            restore_random_key(saved)
+            self._end(stream, TurnEnd("error", error=one_line(err)))
+
+    # -- a follower rank (distributed.py): rank 0's admissions and steps, repeated -------------
+
+    def follow_insert(self, request: TurnRequest, stream: TurnStream,
+                      prep: PreparedPrompt) -> None:
+        """Admit the turn rank 0 has just admitted."""
+        self._insert_guarded(request, stream, prep)
+
+    def follow_step(self) -> None:
+        """Run the step rank 0 runs (its endings are shared inside ``_step``)."""
+        if self._generator is None:
+            return
+        try:
+            self._step()
+        except BaseException as err:
+            if _fatal(err):
+                raise
+            log.error("a followed batch step failed: %s", one_line(err), exc_info=err)
+            self._fail_all(STEP_FAILED)
 
     def _insert(self, request: TurnRequest, stream: TurnStream, prep: PreparedPrompt) -> None:
         """Admit one prepared turn: its sampling is checked before it may share a step."""
         from mlx_lm.models.cache import make_prompt_cache
 
         engine = self._engine
+        lockstep = engine.lockstep
+        if lockstep is not None and lockstep.leader:  # the followers insert it too
+            lockstep.command(insert_command(request, prep))
         loaded, params = prep.loaded, request.params
         fmt, prompt, limit = loaded.format, prep.prompt, prep.limit
         key = sampler_key(params)
@@ -317,7 +344,8 @@ class BatchScheduler:
         if raw is not None or processors:
             check_sampling(raw, processors, fmt.vocab_size)
         if sampler is None:
-            sampler = GuardedSampler(raw)
+            sampler = GuardedSampler(raw if lockstep is None
+                                     else lockstep.broadcast_sampler(raw))
         guard = ProcessorGuard()
         decoder = engine.new_decoder(request, loaded, prompt)
         generator = self._ensure_generator(loaded)
@@ -360,12 +388,17 @@ class BatchScheduler:
     def _step(self) -> None:
         """One generator step: prefill progress, checkpoints, one token per running turn."""
         generator = self._generator
+        lockstep = self._engine.lockstep
+        if lockstep is not None and lockstep.leader:
+            lockstep.command(("step",))
         saved = random_key()
         try:
             prompt_responses, generation_responses = generator.next()
         except BaseException as err:
             if _fatal(err):
                 raise
+            if lockstep is not None and is_peer_lost(err):
+                lockstep.lost(err)
             restore_random_key(saved)
             log.error("a batched generation step failed: %s", one_line(err), exc_info=err)
             self._fail_all(STEP_FAILED)
@@ -404,6 +437,8 @@ class BatchScheduler:
                 ended[uid] = ("error", turn.error)
             elif turn.stream.cancelled:
                 ended[uid] = ("cancelled", None)
+        if lockstep is not None:  # rank 0's endings (cancels above all) hold on every rank
+            ended = lockstep.share(ended if lockstep.leader else None)
         for key in [k for k, sampler in self._samplers.items() if sampler.error]:
             del self._samplers[key]  # its turns end now; a later turn builds a fresh one
         removable = [uid for uid in ended if self._turns[uid].in_generator]

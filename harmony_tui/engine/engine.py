@@ -14,6 +14,7 @@ batch) stays healthy for every other turn.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from harmony_tui.engine import distributed
 from harmony_tui.engine.context import TrimNotices
 from harmony_tui.engine.decode import decode_tokens, prefill
 from harmony_tui.engine.drafts import DraftModels
@@ -93,6 +95,8 @@ class Engine:
         self._plain_tps: dict[int, float] = {}  # id(loaded model) -> its last plain decode speed
         self._preparer = PromptPreparer()
         self._worker.add_cancel_hook(self.cancel_all)
+        # MLX distributed (rank 0 leads, the others follow; see distributed.py), else None
+        self.lockstep = distributed.lockstep()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -122,13 +126,21 @@ class Engine:
             if not future.set_running_or_notify_cancel():
                 return
             try:
+                if self.lockstep is not None and self.model is not None:
+                    raise HarmonyTuiError("a distributed session keeps the model it started "
+                                          f"with ({self.model.name}); restart every rank to "
+                                          "change it")
                 loaded = load_model(spec, self.models_dir, guarded)
+                if self.lockstep is not None:
+                    self.lockstep.check_same_model(loaded)
             except BaseException as err:
                 future.set_exception(err)
                 return
             self.model = loaded
             self.prompt_cache.clear()
             self._plain_tps.clear()
+            if self.lockstep is not None:
+                self.lockstep.start_heartbeat(self._worker)
             future.set_result(loaded)
 
         self._put(job)
@@ -215,6 +227,8 @@ class Engine:
         larger than ``max_bytes`` (an older file at ``path`` is then removed)."""
         from harmony_tui.engine import cache_file
 
+        if self.lockstep is not None:  # each rank holds only its shard of the cache
+            return self._job(lambda: 0)
         return self._job(lambda: cache_file.save(self.prompt_cache, self._require_model(),
                                                  path, max_bytes))
 
@@ -223,6 +237,8 @@ class Engine:
         the tokens they cover (0: no file, another model's, or unreadable)."""
         from harmony_tui.engine import cache_file
 
+        if self.lockstep is not None:
+            return self._job(lambda: 0)
         return self._job(lambda: cache_file.load(self.prompt_cache, self._require_model(),
                                                  path))
 
@@ -281,6 +297,8 @@ class Engine:
         done = threading.Event()
 
         def release() -> None:
+            if self.lockstep is not None:
+                self.lockstep.stop_followers()
             self.model = None
             self.prompt_cache.clear()
             self.drafts.release()
@@ -305,6 +323,18 @@ class Engine:
             raise RuntimeError("the engine is closed")
         self._worker.submit(job)
 
+    def generation_stream(self) -> Any:
+        """The MLX stream every model step runs on (made on first use; generation thread).
+
+        Distributed, it is also the stream of the control collectives, so that they are ordered
+        with the model's own on every rank."""
+        if self._stream is None:
+            import mlx.core as mx
+
+            self._stream = (self.lockstep.generation_stream() if self.lockstep is not None
+                            else mx.new_stream(mx.default_device()))
+        return self._stream
+
     def _require_model(self) -> LoadedModel:
         if self.model is None:
             raise HarmonyTuiError("no model is loaded")
@@ -327,6 +357,12 @@ class Engine:
                      prep: PreparedPrompt) -> None:
         """Run a prepared turn alone, to its end (generation thread)."""
         try:
+            if self.lockstep is not None and self.lockstep.leader:
+                try:
+                    self.lockstep.command(distributed.turn_command(request, prep))
+                except HarmonyTuiError as err:
+                    stream.put(TurnEnd("error", error=str(err)))
+                    return
             self._run_turn_guarded(request, stream, prep)
         finally:
             self._discard(stream)
@@ -380,6 +416,8 @@ class Engine:
         except BaseException as err:  # a generation failure must never kill the thread
             if isinstance(err, KeyboardInterrupt | SystemExit):
                 raise
+            if self.lockstep is not None and distributed.is_peer_lost(err):
+                self.lockstep.lost(err)
             restore_random_key(saved_key)
             messages = tuple(partial[0].messages) if partial else ()
             stream.put(TurnEnd("error", messages, error=one_line(err)))
@@ -391,9 +429,12 @@ class Engine:
         from mlx_lm.models.cache import make_prompt_cache
 
         loaded = prep.loaded
-        if self._stream is None:
-            self._stream = mx.new_stream(mx.default_device())
+        lockstep = self.lockstep
+        self.generation_stream()
         fmt, params = loaded.format, request.params
+        if params.speculative and lockstep is not None:
+            raise HarmonyTuiError("speculative decoding (draft_model, prompt_lookup) is not "
+                                  "available in a distributed session")
         prompt, limit = prep.prompt, prep.limit
         sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
                                 if params.xtc_special_tokens is None
@@ -403,6 +444,11 @@ class Engine:
         quant = KVQuantization.of(params)
         check_model(loaded.model, quant)
         quantizer = KVQuantizer(quant)
+        cancelled: Callable[[], bool] = lambda: stream.cancelled  # noqa: E731
+        stop_flags: collections.deque[Any] = collections.deque()
+        if lockstep is not None:  # the leader decides, every rank does the same
+            sampler = lockstep.broadcast_sampler(sampler, cancelled, stop_flags)
+            cancelled = lockstep.shared_check(cancelled)
         cache, cached = self.prompt_cache.take(prompt)
         if cache is None:
             cache = make_prompt_cache(loaded.model)
@@ -418,7 +464,7 @@ class Engine:
         stops = checkpoint_stops(fmt, cache, prompt, cached)
         with mx.stream(self._stream):
             prefilled = prefill(loaded.model, cache, prompt, cached, self.prefill_step,
-                                stream.put, lambda: stream.cancelled, stops, snapshots,
+                                stream.put, cancelled, stops, snapshots,
                                 quantizer)
         if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
             if prefilled > 0:
@@ -459,6 +505,9 @@ class Engine:
         try:
             for item in tokens:
                 token, logprobs = item if with_logprobs else (item, None)
+                if stop_flags and stop_flags.popleft().item():  # rank 0 had cancelled
+                    reason = "cancelled"
+                    break
                 generated += 1
                 if generated == 1:
                     first_token_at = time.perf_counter()
@@ -470,7 +519,7 @@ class Engine:
                 if ended is not None:
                     reason = ended
                     break
-                if stream.cancelled:
+                if lockstep is None and stream.cancelled:
                     reason = "cancelled"
                     break
         finally:

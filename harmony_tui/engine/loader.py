@@ -33,6 +33,7 @@ class LoadedModel:
     config: dict[str, Any]
     context_limit: int
     load_seconds: float
+    sharding: str | None = None  # "tensor" or "pipeline" when sharded over a distributed group
 
     @property
     def model_type(self) -> str:
@@ -114,9 +115,18 @@ def load_model(
     progress(f"Loading {name}", None)
     from mlx_lm.utils import load_model as mlx_load_model
 
+    from harmony_tui.engine import distributed
+
+    group = distributed.group()
+    sharding = None
     try:
-        model, config = mlx_load_model(path)
-    except ModelLoadError:
+        model, config = mlx_load_model(path, lazy=group is not None)
+        if group is not None:  # only this rank's shard of the weights is ever read
+            import mlx.core as mx
+
+            sharding = distributed.shard(model, group, path.name, config)
+            mx.eval(model.parameters())
+    except (ModelLoadError, distributed.DistributedError):
         raise
     except Exception as err:  # corrupt or mismatched safetensors
         raise ModelLoadError(f"model {path}: weights could not be loaded: {_first_line(err)}") \
@@ -129,7 +139,7 @@ def load_model(
     else:
         fmt = _chat_template_format(path, config)
     return LoadedModel(name, path, model, fmt, config, context_limit(path, config),
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, sharding)
 
 
 def _chat_template_format(path: Path, config: dict[str, Any]) -> ChatFormat:

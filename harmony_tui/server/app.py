@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from harmony_tui import __version__
+from harmony_tui.engine import distributed
 from harmony_tui.engine.messages import PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.server.auth import OPEN_PATHS, APIKeyMiddleware
@@ -94,9 +95,13 @@ def _add_info_routes(app: FastAPI, ctx: ServerContext) -> None:
              summary="Liveness; never needs the API key")
     async def health() -> dict[str, Any]:
         loaded = ctx.engine.model
+        group = distributed.info()
         return {"status": "ok" if loaded is not None else "no_model",
                 "model": loaded.name if loaded is not None else None,
-                "running": ctx.admission.count}
+                "running": ctx.admission.count,
+                "group": None if group is None else
+                {"size": group.size, "rank": group.rank, "backend": group.backend,
+                 "sharding": getattr(loaded, "sharding", None)}}
 
     @app.head("/health", tags=["info"], response_class=Response, operation_id="health_head",
               responses={200: {"description": "the server is up (no body)", "content": {}}},

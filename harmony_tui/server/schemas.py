@@ -413,6 +413,9 @@ class Health(BaseModel):
     status: Literal["ok", "no_model"]
     model: str | None
     running: int = Field(description="generation requests in flight")
+    group: dict[str, Any] | None = Field(
+        None, description="MLX distributed: the group's size, backend and this process's rank "
+        "(always 0: rank 0 serves); null in a single process")
 
 
 class ResponseObject(_Open):

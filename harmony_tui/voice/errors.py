@@ -30,3 +30,9 @@ def missing_engine(package: str, engine: str, extra: str = "voice") -> EngineMis
     return EngineMissingError(
         f"{engine} needs the Python package {package!r}: "
         f'pip install "harmony-tui[{extra}]"')
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (at most 200 characters), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

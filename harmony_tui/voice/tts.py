@@ -28,8 +28,10 @@ from harmony_tui.voice.errors import (
     EngineMissingError,
     ModelMissingError,
     VoiceError,
+    first_line,
     missing_engine,
 )
+from harmony_tui.voice.mlx_audio import load_mlx_audio
 from harmony_tui.voice.weights import BUNDLED_PIPER_VOICE, bundled_piper_voice
 
 ENGINES = ("auto", "piper", "espeak-ng", "say", "kokoro")
@@ -47,11 +49,6 @@ class TextToSpeech(Protocol):
 
     def synthesize(self, text: str) -> np.ndarray:
         """The spoken ``text`` (int16 mono at ``sample_rate``). Raises VoiceError."""
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def piper_voices_dir() -> Path:
@@ -108,7 +105,7 @@ class PiperTTS:
             self._voice = PiperVoice.load(self.voice_path, config_path=config)
         except Exception as err:  # onnxruntime / json errors on damaged files
             raise ModelMissingError(f"piper voice {self.voice_path} cannot be loaded (missing "
-                                    f"or corrupt?): {_first_line(err)}") from err
+                                    f"or corrupt?): {first_line(err)}") from err
         self.sample_rate = int(self._voice.config.sample_rate)
 
     def synthesize(self, text: str) -> np.ndarray:
@@ -119,7 +116,7 @@ class PiperTTS:
         try:
             chunks = [c.audio_int16_array for c in self._voice.synthesize(text, config)]
         except Exception as err:
-            raise VoiceError(f"text-to-speech failed ({self.name}): {_first_line(err)}") from err
+            raise VoiceError(f"text-to-speech failed ({self.name}): {first_line(err)}") from err
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
@@ -210,15 +207,8 @@ class KokoroTTS:
     def load(self) -> None:
         if self._model is not None:
             return
-        try:
-            from mlx_audio.tts.utils import load_model
-        except ImportError as err:
-            raise missing_engine("mlx-audio", "text-to-speech (kokoro)", "voice-mlx") from err
-        try:
-            self._model = load_model(self.model_spec)
-        except Exception as err:
-            raise ModelMissingError(f"kokoro model {self.model_spec!r} cannot be loaded: "
-                                    f"{_first_line(err)}") from err
+        self._model = load_mlx_audio("tts", self.model_spec, "text-to-speech (kokoro)",
+                                     f"kokoro model {self.model_spec!r}")
         self.sample_rate = int(getattr(self._model, "sample_rate", 24000))
 
     def synthesize(self, text: str) -> np.ndarray:
@@ -227,7 +217,7 @@ class KokoroTTS:
             parts = [np.asarray(result.audio, dtype=np.float32).reshape(-1) for result in
                      self._model.generate(text=text, voice=self.voice, speed=self.rate)]
         except Exception as err:
-            raise VoiceError(f"text-to-speech failed ({self.name}): {_first_line(err)}") from err
+            raise VoiceError(f"text-to-speech failed ({self.name}): {first_line(err)}") from err
         return to_int16(np.concatenate(parts)) if parts else np.zeros(0, np.int16)
 
 
