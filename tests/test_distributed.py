@@ -248,3 +248,11 @@ def test_a_model_the_ranks_cannot_split_is_refused_in_one_line(tiny_llama):
                     "num_key_value_heads 1, which 2 ranks cannot split (tensor parallelism "
                     "needs a multiple of 2)"}, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_speculative_decoding_is_refused_in_one_line():
+    result = run_launched("generate", "--prompt", PROMPT, "--prompt-lookup", "4")
+    ours = {line for line in result.stderr.splitlines() if line.startswith("harmony-tui:")}
+    assert ours == {"harmony-tui: error: generation failed: speculative decoding (draft_model, "
+                    "prompt_lookup) is not available in a distributed session"}, result.stderr
+    assert "Traceback" not in result.stderr
