@@ -14,9 +14,7 @@ batch) stays healthy for every other turn.
 
 from __future__ import annotations
 
-import collections
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,45 +22,23 @@ from typing import Any
 
 from harmony_tui.engine import distributed
 from harmony_tui.engine.context import TrimNotices
-from harmony_tui.engine.decode import decode_tokens, prefill
 from harmony_tui.engine.drafts import DraftModels
 from harmony_tui.engine.events import (
     ContextTrimmed,
-    EndReason,
     Event,
-    Stats,
-    TokenProgress,
     TurnEnd,
-    TurnStart,
-)
-from harmony_tui.engine.kv_quant import (
-    KVQuantization,
-    KVQuantizer,
-    cache_bytes,
-    check_model,
-    saved_bytes,
 )
 from harmony_tui.engine.loader import LoadedModel, load_model
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.model_source import Progress
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.engine.prepare import PreparedPrompt, PromptPreparer
-from harmony_tui.engine.prompt_cache import PromptCacheStore, Snapshot, checkpoint_stops
-from harmony_tui.engine.reply import RawDecoder, Reply, TurnOutput
-from harmony_tui.engine.rewind_cache import rewindable
+from harmony_tui.engine.prompt_cache import PromptCacheStore
+from harmony_tui.engine.reply import RawDecoder, Reply
 from harmony_tui.engine.sampling import (
-    build_logits_processors,
-    build_sampler,
-    check_sampling,
     one_line,
     random_key,
     restore_random_key,
-)
-from harmony_tui.engine.speculative import (
-    LookupDrafter,
-    LookupThenModel,
-    SpecCounts,
-    speculative_tokens,
 )
 from harmony_tui.engine.turns import (  # TurnRequest, TurnStream: also imported from here
     TurnRequest,
@@ -73,7 +49,6 @@ from harmony_tui.engine.worker import generation_worker
 from harmony_tui.errors import HarmonyTuiError
 
 PREFILL_STEP = 512
-PROGRESS_EVERY = 8  # tokens between TokenProgress events
 
 
 class Engine:
@@ -88,11 +63,11 @@ class Engine:
         self._worker = generation_worker()
         self._active: set[TurnStream] = set()
         self._active_lock = threading.Lock()
-        self._stream: Any = None
+        self.mlx_stream: Any = None  # the generation thread's MLX stream (generation_stream)
         self._closed = False
         self._batch: Any = None  # BatchScheduler, made on first submit_batched
         self.drafts = DraftModels(models_dir)
-        self._plain_tps: dict[int, float] = {}  # id(loaded model) -> its last plain decode speed
+        self.plain_tps: dict[int, float] = {}  # id(loaded model) -> its last plain decode speed
         self._preparer = PromptPreparer()
         self._worker.add_cancel_hook(self.cancel_all)
         # MLX distributed (rank 0 leads, the others follow; see distributed.py), else None
@@ -138,7 +113,7 @@ class Engine:
                 return
             self.model = loaded
             self.prompt_cache.clear()
-            self._plain_tps.clear()
+            self.plain_tps.clear()
             if self.lockstep is not None:
                 self.lockstep.start_heartbeat(self._worker)
             future.set_result(loaded)
@@ -328,12 +303,12 @@ class Engine:
 
         Distributed, it is also the stream of the control collectives, so that they are ordered
         with the model's own on every rank."""
-        if self._stream is None:
+        if self.mlx_stream is None:
             import mlx.core as mx
 
-            self._stream = (self.lockstep.generation_stream() if self.lockstep is not None
+            self.mlx_stream = (self.lockstep.generation_stream() if self.lockstep is not None
                             else mx.new_stream(mx.default_device()))
-        return self._stream
+        return self.mlx_stream
 
     def _require_model(self) -> LoadedModel:
         if self.model is None:
@@ -424,154 +399,9 @@ class Engine:
 
     def _generate(self, request: TurnRequest, stream: TurnStream, prep: PreparedPrompt,
                   partial: list[Any]) -> None:
-        """Run one turn; ``partial`` receives the decoder so an error keeps what was made."""
-        import mlx.core as mx
-        from mlx_lm.models.cache import make_prompt_cache
+        from harmony_tui.engine.serial import generate_serial
 
-        loaded = prep.loaded
-        lockstep = self.lockstep
-        self.generation_stream()
-        fmt, params = loaded.format, request.params
-        if params.speculative and lockstep is not None:
-            raise HarmonyTuiError("speculative decoding (draft_model, prompt_lookup) is not "
-                                  "available in a distributed session")
-        prompt, limit = prep.prompt, prep.limit
-        sampler = build_sampler(params, fmt.vocab_size, fmt.keep_tokens
-                                if params.xtc_special_tokens is None
-                                else params.xtc_special_tokens)
-        processors = build_logits_processors(params, fmt.vocab_size)
-        check_sampling(sampler, processors, fmt.vocab_size)
-        quant = KVQuantization.of(params)
-        check_model(loaded.model, quant)
-        quantizer = KVQuantizer(quant)
-        cancelled: Callable[[], bool] = lambda: stream.cancelled  # noqa: E731
-        stop_flags: collections.deque[Any] = collections.deque()
-        if lockstep is not None:  # the leader decides, every rank does the same
-            sampler = lockstep.broadcast_sampler(sampler, cancelled, stop_flags)
-            cancelled = lockstep.shared_check(cancelled)
-        cache, cached = self.prompt_cache.take(prompt)
-        if cache is None:
-            cache = make_prompt_cache(loaded.model)
-        quantizer.conform(cache)
-        stream.put(TurnStart(request.request_id, len(prompt), cached, params))
-        trimmed = self.trimmed(request, prep)
-        if trimmed is not None:
-            stream.put(trimmed)
-
-        mx.reset_peak_memory()
-        started = time.perf_counter()
-        snapshots: dict[int, Snapshot] = {}
-        stops = checkpoint_stops(fmt, cache, prompt, cached)
-        with mx.stream(self._stream):
-            prefilled = prefill(loaded.model, cache, prompt, cached, self.prefill_step,
-                                stream.put, cancelled, stops, snapshots,
-                                quantizer)
-        if prefilled < len(prompt) - 1:  # cancelled during prefill: keep what was computed
-            if prefilled > 0:
-                self.prompt_cache.store(prompt[:prefilled], cache, snapshots)
-            stream.put(TurnEnd("cancelled"))
-            return
-        if len(prompt) > 1:
-            self.prompt_cache.store(prompt[:-1], cache, snapshots)
-
-        max_new = min(params.max_tokens, limit - len(prompt))
-        with_logprobs = request.logprobs is not None
-        counts: SpecCounts | None = None
-        if params.speculative and max_new > 1:
-            counts = SpecCounts()
-            drafter = self._drafter(params, loaded, prompt, stream)
-            if drafter is None:  # cancelled while the draft model read the prompt
-                stream.put(TurnEnd("cancelled"))
-                return
-            cache = rewindable(cache, drafter.most)
-            tokens = speculative_tokens(loaded.model, cache, prompt,
-                                        sampler, processors, max_new, self._stream, drafter,
-                                        counts, with_logprobs=with_logprobs,
-                                        after_step=quantizer)
-        else:
-            tokens = decode_tokens(loaded.model, cache, prompt, sampler, processors, max_new,
-                                   self._stream, with_logprobs=with_logprobs,
-                                   after_step=quantizer)
-        prefill_done = time.perf_counter()
-
-        if params.seed is not None:
-            mx.random.seed(params.seed)
-        decoder = self.new_decoder(request, loaded, prompt)
-        partial.append(decoder)
-        output = TurnOutput(decoder, fmt, stream.put, request.stop, request.logprobs)
-        reason: EndReason = "length"
-        generated = 0
-        first_token_at = prefill_done
-        try:
-            for item in tokens:
-                token, logprobs = item if with_logprobs else (item, None)
-                if stop_flags and stop_flags.popleft().item():  # rank 0 had cancelled
-                    reason = "cancelled"
-                    break
-                generated += 1
-                if generated == 1:
-                    first_token_at = time.perf_counter()
-                if generated % PROGRESS_EVERY == 1:
-                    now = time.perf_counter()
-                    tps = (generated - 1) / (now - first_token_at) if generated > 1 else 0.0
-                    stream.put(TokenProgress(generated, first_token_at - started, tps))
-                ended = output.feed(token, logprobs)
-                if ended is not None:
-                    reason = ended
-                    break
-                if lockstep is None and stream.cancelled:
-                    reason = "cancelled"
-                    break
-        finally:
-            tokens.close()
-        messages, tool_calls = output.close()
-        ended = time.perf_counter()
-        decode_time = ended - first_token_at
-        tps = (generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0
-        speedup = None
-        if counts is None:
-            if generated > 16:
-                self._plain_tps[id(loaded)] = tps
-        elif self._plain_tps.get(id(loaded)):
-            speedup = tps / self._plain_tps[id(loaded)]
-        stream.put(Stats(
-            prompt_tokens=len(prompt),
-            cached_tokens=cached,
-            generation_tokens=generated,
-            ttft_s=first_token_at - started,
-            prompt_tps=(len(prompt) - cached) / max(prefill_done - started, 1e-9),
-            generation_tps=tps,
-            peak_memory_gb=mx.get_peak_memory() / 1e9,
-            kv_cache_bytes=cache_bytes(cache),
-            kv_saved_bytes=saved_bytes(cache),
-            draft_tokens=counts.drafted if counts else 0,
-            accepted_tokens=counts.accepted if counts else 0,
-            verify_steps=counts.steps if counts else 0,
-            speedup=speedup,
-        ))
-        stream.put(TurnEnd(reason, messages, tool_calls=tool_calls))
-
-    def _drafter(self, params: GenerationParams, loaded: LoadedModel, prompt: list[int],
-                 stream: TurnStream) -> Any:
-        """The turn's drafter (None: cancelled while the draft model prefilled)."""
-        lookup = None if params.prompt_lookup is None \
-            else LookupDrafter(params.prompt_lookup, prompt)
-        if params.draft_model is None:
-            return lookup
-
-        def run(model: Any, cache: list[Any], tokens: list[int], start: int,
-                stops: list[int], snapshots: dict[int, Snapshot]) -> int:
-            import mlx.core as mx
-
-            with mx.stream(self._stream):
-                return prefill(model, cache, tokens, start, self.prefill_step, lambda _: None,
-                               lambda: stream.cancelled, stops, snapshots)
-
-        drafter = self.drafts.drafter(params.draft_model, loaded, prompt, params.draft_tokens,
-                                      run)
-        if drafter is None or lookup is None:
-            return drafter
-        return LookupThenModel(lookup, drafter)
+        generate_serial(self, request, stream, prep, partial)
 
     # -- shared by the serial and the batched paths (generation thread) -------------------------
 
