@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry points", ("harmony_tui.app", "harmony_tui.app_chats", "harmony_tui.app_server",
                       "harmony_tui.app_model", "harmony_tui.app_keys", "harmony_tui.app_voice",
                       "harmony_tui.oneshot", "harmony_tui.voice_loop", "harmony_tui.cli",
-                      "harmony_tui.__main__")),
+                      "harmony_tui.web", "harmony_tui.__main__")),
 ]
 # The package's own __init__ (the public API facade) registers the demo model with the engine.
 ALLOWED = {("harmony_tui", "harmony_tui.demo")}
