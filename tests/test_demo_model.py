@@ -128,10 +128,8 @@ def _long_history(turns: int, seed: int, tools_on: bool) -> list[Message]:
 
 
 ISSUE_14 = pytest.mark.xfail(strict=True, reason=(
-    "issue 14, still open for these cases: the retrained demo weights (92.7 % in `demo-model "
-    "check`, was 73.4 %) still answer 'Hello!' with the list of prompts (or nothing) late in a "
-    "chat without tools or right after a weather call the app ended; remove the mark when "
-    "retrained weights pass"))
+    "issue 14, not fixed yet: the shipped demo weights derail in long chats whose tool turns "
+    "the app ended (tools off) and on long pastes; remove this mark with retrained weights"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.prompt)
@@ -142,9 +140,12 @@ def test_every_documented_prompt_late_in_a_long_chat_with_tools_on(demo_engine, 
         assert ok, f"{script.prompt!r} after 29 turns: {got}"
 
 
+FAILING_LATE_WITH_TOOLS_OFF = ("Hello!", "What is 17 * 23? Use python.")  # issue 14
+
+
 @pytest.mark.parametrize("script", [
-    pytest.param(s, id=s.prompt, marks=ISSUE_14 if s.prompt == "Hello!" else ())
-    for s in SCRIPTS])
+    pytest.param(s, id=s.prompt, marks=ISSUE_14 if s.prompt in FAILING_LATE_WITH_TOOLS_OFF
+                 else ()) for s in SCRIPTS])
 def test_every_documented_prompt_late_in_a_long_chat_with_tools_off(demo_engine, script):
     """Issue 14: as in the app without tool flags, tool turns in the history end at the call;
     after ~30 prompts "Hello!" then called a tool."""
@@ -167,6 +168,7 @@ def test_hello_right_after_a_weather_turn(demo_engine):
         assert ok, f"Hello! after a weather turn (seed {seed}): {got}"
 
 
+@ISSUE_14
 def test_a_long_paste_gets_the_list_of_prompts(demo_engine):
     """Issue 14: a pasted 200-line prompt got "do not. I do notbrush…"."""
     import random

@@ -33,10 +33,7 @@ CONTEXT = 8192  # the demo model's context window (max_position_embeddings)
 # Longest training prompt: a step costs more than its length on a CPU (attention).
 TRAIN_PROMPT_TOKENS = 2048
 TRAIN_PASTE_LINES = 120  # longest paste in training (~1,000-1,600 tokens; 200 lines ~1,300-2,700)
-# Share of histories whose last exchange is a tool turn: the hardest case, a prompt right
-# after a tool turn that the app ended at the call.
-LAST_TURN_TOOL = 0.5
-CORPUS_VERSION = 8  # bump when the way examples are drawn changes
+CORPUS_VERSION = 7  # bump when the way examples are drawn changes
 
 
 @dataclass(frozen=True)
@@ -316,12 +313,9 @@ def _history(rng: random.Random, count: int, setup: PromptSetup) -> tuple[list[M
     history: list[Message] = []
     unknown = False
     previous: Script | None = None
-    tool_scripts = [s for s in SCRIPTS if s.tool is not None]
-    for turn_index in range(count):
+    for _ in range(count):
         roll = rng.random()
-        if turn_index == count - 1 and rng.random() < LAST_TURN_TOOL:
-            script = rng.choice(tool_scripts)  # the prompt to answer follows a tool turn
-        elif previous is not None and roll < 0.12:
+        if previous is not None and roll < 0.12:
             script = previous  # the same prompt again
         elif roll < 0.9:
             script = rng.choice(weighted)
@@ -418,7 +412,7 @@ def corpus_fingerprint() -> str:
         "fallback": [FALLBACK_ANALYSIS, FALLBACK_FINAL, FALLBACK_WORDS],
         "instructions": INSTRUCTIONS,
         "paste": PASTE_WORDS,
-        "context": [CONTEXT, TRAIN_PROMPT_TOKENS, TRAIN_PASTE_LINES, LAST_TURN_TOOL],
+        "context": [CONTEXT, TRAIN_PROMPT_TOKENS, TRAIN_PASTE_LINES],
         "tools": [WEATHER_TOOL.name, WEATHER_TOOL.description, WEATHER_TOOL.parameters],
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
