@@ -99,7 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "demo)")
     build.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
     build.add_argument("--steps", type=int, default=None, help="training steps")
+    build.add_argument("--examples", type=int, default=None, metavar="N",
+                       help="training sequences to draw (default: 768, or 1200 with --init)")
+    build.add_argument("--init", type=Path, default=None, metavar="FILE",
+                       help="continue training these compact weights (a demo.safetensors) on "
+                       "today's corpus instead of starting from random weights")
+    build.add_argument("--stop-after", type=int, default=None, metavar="N",
+                       help="stop after N steps (the learning-rate schedule stays that of "
+                       "--steps)")
     demo_sub.add_parser("prompts", help="print the documented prompts as JSON lines")
+    check = demo_sub.add_parser(
+        "check", help="replay the documented prompts, alone and in random long chats",
+        description="Replay every documented prompt in a fresh chat (greedy), then run random "
+        "chats of documented prompts (with repeats, unknown prompts and long pastes) with the "
+        "default sampling and report the share answered as documented. Exit status 1 below "
+        "--goal.")
+    check.add_argument("--model", default="demo", help="demo model name or folder (default: "
+                       "demo)")
+    check.add_argument("--chats", type=int, default=20, help="random chats (default: 20)")
+    check.add_argument("--turns", type=int, default=30, help="prompts per chat (default: 30)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the chats (default: 0)")
+    check.add_argument("--goal", type=float, default=0.95,
+                       help="least share of right answers in the chats (default: 0.95)")
 
     from harmony_tui.voice import mic_check
 
@@ -197,7 +218,38 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
         for entry in prompts_catalog():
             print(json.dumps(entry, ensure_ascii=False))
         return 0
+    if args.demo_command == "check":
+        return cmd_demo_check(args)
     return cmd_demo_build(args)
+
+
+def cmd_demo_check(args: argparse.Namespace) -> int:
+    """``demo-model check``: documented prompts alone, then in random long chats."""
+    import time
+
+    from harmony_tui.demo.check import chat_check, check_demo
+    from harmony_tui.engine.engine import Engine
+
+    if args.chats < 0 or args.turns < 1 or args.seed < 0:
+        raise UsageError("--chats must be >= 0, --turns >= 1 and --seed >= 0")
+    engine = Engine.start(args.model)
+    try:
+        started = time.perf_counter()
+        singles = check_demo(engine)
+        for result in singles:
+            print(f"{'ok  ' if result.ok else 'FAIL'} {result.prompt}"
+                  + ("" if result.ok else f": {result.detail}"))
+        chats = chat_check(engine, args.chats, args.turns, args.seed,
+                           lambda done, total: print(f"chat {done}/{total}", file=sys.stderr,
+                                                     flush=True))
+    finally:
+        engine.close()
+    for chat, turn, prompt, got in chats.failures:
+        print(f"FAIL chat {chat} turn {turn + 1}: {prompt!r} -> {got}")
+    print(f"{chats.correct}/{chats.asked} documented prompts answered as documented "
+          f"({chats.share:.1%}) in {chats.chats} random {chats.turns}-turn chats, "
+          f"{time.perf_counter() - started:.0f} s")
+    return 0 if all(r.ok for r in singles) and chats.share >= args.goal else 1
 
 
 def cmd_demo_build(args: argparse.Namespace) -> int:
@@ -208,13 +260,24 @@ def cmd_demo_build(args: argparse.Namespace) -> int:
     from harmony_tui.demo.train import TrainConfig
 
     config = TrainConfig()
-    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
-    if any(v < (1 if k == "steps" else 0) for k, v in changes.items()):
-        raise UsageError("--steps must be >= 1 and --seed >= 0")
+    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps),
+                                 ("examples", args.examples)) if v is not None}
+    if any(v < (0 if k == "seed" else 1) for k, v in changes.items()) or \
+            (args.stop_after is not None and args.stop_after < 1):
+        raise UsageError("--steps, --examples and --stop-after must be >= 1 and --seed >= 0")
+    if args.init is not None:
+        from harmony_tui.demo.build import read_compact
+
+        try:
+            read_compact(args.init)
+        except ValueError as err:
+            raise UsageError(f"--init: {err}") from None
+        config = config.continued(args.steps or 220)
     config = dataclasses.replace(config, **changes)
     progress = ProgressPrinter()
     with tempfile.TemporaryDirectory() as tmp:
-        compact = build_compact(config, Path(tmp) / "demo-compact.safetensors", progress)
+        compact = build_compact(config, Path(tmp) / "demo-compact.safetensors", progress,
+                                args.init, args.stop_after)
         target = args.output or demo_root() / file_digest(compact)
         expand(compact, target)
     progress.done()

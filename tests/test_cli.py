@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,10 +178,24 @@ def test_demo_json_reports_a_tool_call():
 
 def test_demo_model_build_is_deterministic(tmp_path):
     for name in ("a", "b"):
-        result = run("demo-model", "build", "--steps", "2", "--output", str(tmp_path / name),
-                     timeout=600)
+        result = run("demo-model", "build", "--steps", "2", "--examples", "24", "--output",
+                     str(tmp_path / name), timeout=600)
         assert result.returncode == 0, result.stderr
     a = (tmp_path / "a" / "demo-compact.safetensors").read_bytes()
     b = (tmp_path / "b" / "demo-compact.safetensors").read_bytes()
     assert a == b
     assert (tmp_path / "a" / "config.json").is_file()
+
+
+def test_demo_model_check_reports_the_share_of_right_answers():
+    result = run("demo-model", "check", "--chats", "1", "--turns", "6", "--seed", "2",
+                 timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines[:7]] == ["ok"] * 7
+    assert re.search(r"^\d+/\d+ documented prompts answered as documented \(100\.0%\) in 1 "
+                     r"random 6-turn chats", lines[-1]), lines[-1]
+
+
+def test_demo_model_check_refuses_bad_counts():
+    assert_one_line_error(run("demo-model", "check", "--turns", "0"), "--turns")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_tui import paths
-from harmony_tui.demo.corpus import SCRIPTS, build_examples, corpus_fingerprint
+from harmony_tui.demo.corpus import CONTEXT, SCRIPTS, build_examples, corpus_fingerprint
 from harmony_tui.demo.train import TrainConfig, TrainedDemo, train_demo
 
 Progress = Callable[[str, float | None], None]
@@ -35,7 +35,6 @@ MARKER = "harmony_tui_demo.json"
 # Scales the exported head: the trained distribution, made sharper so that the default
 # temperature of 1.0 reproduces the scripts reliably.
 SHARPEN = 2.0
-CONTEXT = 8192
 
 
 def _quiet(message: str, fraction: float | None) -> None:
@@ -53,8 +52,9 @@ def file_digest(path: Path) -> str:
 # -- compact weights -------------------------------------------------------------------------
 
 
-def save_compact(trained: TrainedDemo, path: Path) -> None:
-    """Write the compact weights and their metadata (atomically)."""
+def save_compact(trained: TrainedDemo, path: Path, init: str | None = None) -> None:
+    """Write the compact weights and their metadata (atomically); ``init`` is the digest of
+    the compact weights training continued from."""
     import mlx.core as mx
 
     arrays = dict(trained.weights)
@@ -64,7 +64,10 @@ def save_compact(trained: TrainedDemo, path: Path) -> None:
         "corpus": corpus_fingerprint(),
         "train_config": json.dumps(trained.config.to_dict(), sort_keys=True),
         "final_loss": f"{trained.final_loss:.6g}",
+        "steps_done": str(trained.steps_done),
     }
+    if init:
+        metadata["init"] = init
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tmp_file = Path(tmp) / "compact.safetensors"
@@ -276,8 +279,10 @@ def write_tokenizer_files(folder: Path) -> None:
 # -- building --------------------------------------------------------------------------------
 
 
-def build_compact(config: TrainConfig, output: Path, progress: Progress | None = None) -> Path:
-    """Train from scratch and write compact weights to ``output``."""
+def build_compact(config: TrainConfig, output: Path, progress: Progress | None = None,
+                  init: Path | None = None, stop_after: int | None = None) -> Path:
+    """Train and write compact weights to ``output``: from scratch, or continuing the compact
+    weights ``init`` (the shipped weights record its digest)."""
     from harmony_tui.engine.formats.harmony import HarmonyFormat
 
     progress = progress or _quiet
@@ -286,12 +291,21 @@ def build_compact(config: TrainConfig, output: Path, progress: Progress | None =
     examples = build_examples(fmt, config.seed, config.examples)
 
     def on_step(step: int, steps: int, loss: float) -> None:
-        if step == steps or step % 10 == 0:
+        if step == steps or step % 5 == 0:
             progress(f"Training the demo model: step {step}/{steps}, loss {loss:.4f}",
                      step / steps)
 
-    trained = train_demo(examples, config, on_step)
-    save_compact(trained, output)
+    start = None
+    if init is not None:
+        arrays, _ = read_compact(init)
+        start = ([int(t) for t in arrays.pop("vocab_ids").tolist()], arrays)
+    digest = file_digest(init) if init is not None else None
+
+    def checkpoint(trained: TrainedDemo) -> None:
+        save_compact(trained, output, digest)
+
+    trained = train_demo(examples, config, on_step, start, checkpoint, stop_after)
+    save_compact(trained, output, digest)
     return output
 
 

@@ -29,6 +29,7 @@ WEATHER_TOOL = FunctionTool(
     },
 )
 DEMO_FUNCTION_TOOLS = (WEATHER_TOOL,)
+CONTEXT = 8192  # the demo model's context window (max_position_embeddings)
 CORPUS_VERSION = 4  # bump when the way examples are drawn changes
 
 
@@ -264,6 +265,35 @@ def _earlier_turns(rng: random.Random) -> list[Message]:
             Message("user", _fallback_prompt(rng)),
             Message("assistant", FALLBACK_FINAL, channel="final")]
     return history
+
+
+PASTE_WORDS = (
+    "the of and to in is that for it as with was on be by this are from at or an but not "
+    "report data value total user error line file name result function return import class "
+    "def self print list table row column date price order customer item number status "
+    "update config server request response time memory"
+).split()
+
+
+def long_paste(rng: random.Random, lines: int | None = None) -> str:
+    """A pasted text of many lines (prose, code, a CSV or a log): the demo answers the list."""
+    lines = lines or rng.randint(20, 200)
+    kind = rng.choice(["prose", "code", "csv", "log"])
+    out: list[str] = []
+    for n in range(lines):
+        words = rng.sample(PASTE_WORDS, rng.randint(2, 9))
+        if kind == "code":
+            indent = " " * 4 * rng.randint(0, 2)
+            out.append(f"{indent}{words[0]}_{n} = {words[1]}({', '.join(words[2:4])})")
+        elif kind == "csv":
+            out.append(",".join([str(n), *words[:3], str(rng.randint(0, 9999))]))
+        elif kind == "log":
+            day = f"2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"
+            level = rng.choice(["INFO", "WARN", "ERROR"])
+            out.append(f"{day} {level} " + " ".join(words))
+        else:
+            out.append(" ".join(words).capitalize() + ".")
+    return "\n".join(out)
 
 
 def build_examples(fmt, seed: int, count: int) -> list[Example]:

@@ -13,13 +13,14 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harmony_tui.demo.corpus import Example
 from harmony_tui.engine.formats.harmony import VOCAB_SIZE
 
 TrainProgress = Callable[[int, int, float], None]
+CHECKPOINT_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def continued(self, steps: int) -> TrainConfig:
+        """The settings for continuing trained weights on today's corpus (``--init``)."""
+        return replace(self, steps=steps, examples=1200, learning_rate=5e-4, warmup_steps=10)
+
 
 @dataclass
 class TrainedDemo:
@@ -77,6 +82,7 @@ class TrainedDemo:
     config: TrainConfig
     final_loss: float
     seconds: float
+    steps_done: int = 0
 
 
 def corpus_vocab(examples: list[Example]) -> list[int]:
@@ -113,12 +119,38 @@ def _padded(length: int) -> int:
     return (length + 31) // 32 * 32
 
 
+def warm_start(model: Any, vocab: list[int], init: tuple[list[int], dict[str, Any]]) -> None:
+    """Load earlier compact weights (``vocab_ids``, arrays) into ``model`` over ``vocab``:
+    the body as is, embedding and head rows by token id (new ids start as ``UNK``/zero)."""
+    import mlx.core as mx
+
+    old_vocab, arrays = init
+    arrays = dict(arrays)
+    old_row = {tok: i for i, tok in enumerate(old_vocab)}
+    old_unk = len(old_vocab)
+    rows = mx.array([old_row.get(tok, old_unk) for tok in vocab] + [old_unk])
+    embed = arrays["model.embed_tokens.weight"][rows]
+    head = arrays["lm_head.weight"][rows]
+    known = mx.array([tok in old_row for tok in vocab] + [True])[:, None]
+    arrays["model.embed_tokens.weight"] = embed
+    arrays["lm_head.weight"] = mx.where(known, head, mx.zeros_like(head))
+    model.load_weights(list(arrays.items()), strict=True)
+
+
 def train_demo(
     examples: list[Example],
     config: TrainConfig,
     progress: TrainProgress | None = None,
+    init: tuple[list[int], dict[str, Any]] | None = None,
+    checkpoint: Callable[[TrainedDemo], None] | None = None,
+    stop_after: int | None = None,
 ) -> TrainedDemo:
-    """Fit the compact model; deterministic for a given corpus and config."""
+    """Fit the compact model; deterministic for a given corpus, config and ``init``.
+
+    ``init`` (vocab ids and arrays of earlier compact weights) continues their training instead
+    of starting from random weights; ``checkpoint`` receives the weights every
+    ``CHECKPOINT_EVERY`` steps; ``stop_after`` ends training early (the learning-rate schedule
+    stays that of ``config.steps``)."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -134,6 +166,13 @@ def train_demo(
 
     mx.random.seed(config.seed)
     model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(config.model_config(len(vocab) + 1)))
+    if init is not None:
+        vocab = sorted(set(vocab) | set(init[0]))
+        unk = len(vocab)
+        small = {tok: i for i, tok in enumerate(vocab)}
+        log_others = math.log(VOCAB_SIZE - len(vocab))
+        model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(config.model_config(len(vocab) + 1)))
+        warm_start(model, vocab, init)
     mx.eval(model.parameters())
 
     def encode(example: Example) -> tuple[list[int], int]:
@@ -174,7 +213,8 @@ def train_demo(
     rng = random.Random(config.seed)
     schedule_order: list[int] = []
     loss_value = float("nan")
-    for step in range(config.steps):
+    steps_done = 0
+    for step in range(config.steps if stop_after is None else min(stop_after, config.steps)):
         if not schedule_order:
             schedule_order = list(range(len(batches)))
             rng.shuffle(schedule_order)
@@ -183,7 +223,12 @@ def train_demo(
         optimizer.update(model, grads)
         mx.eval(model.parameters(), optimizer.state, loss)
         loss_value = loss.item()
+        steps_done = step + 1
         if progress:
             progress(step + 1, config.steps, loss_value)
+        if checkpoint and (step + 1) % CHECKPOINT_EVERY == 0:
+            checkpoint(TrainedDemo(vocab, dict(tree_flatten(model.parameters())), config,
+                                   loss_value, time.perf_counter() - started, steps_done))
     weights = dict(tree_flatten(model.parameters()))
-    return TrainedDemo(vocab, weights, config, loss_value, time.perf_counter() - started)
+    return TrainedDemo(vocab, weights, config, loss_value, time.perf_counter() - started,
+                       steps_done)
