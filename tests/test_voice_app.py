@@ -73,8 +73,10 @@ async def test_a_spoken_question_is_answered_aloud(tmp_path, spoken_question):
     assert app.session.messages[0].role == "user"
     assert words(asked) == ["hello"], asked  # what was said was sent
     # the answer was spoken: its first words come back from the loudspeaker's audio
-    first = words(answer.split(":")[0])[:5]
-    assert first and words(heard)[:len(first)] == first, (answer, heard)
+    # ("hello i am the harmony tui ..."; whisper tiny may hear "tui" as "2": "harmony2")
+    first, said = words(answer.split(":")[0])[:5], words(heard)
+    assert len(first) == 5 and said[:4] == first[:4], (answer, heard)
+    assert said[4].startswith(first[4]), (answer, heard)
     assert "```" not in heard and "**" not in heard
 
 

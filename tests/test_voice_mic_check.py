@@ -79,6 +79,7 @@ def test_mic_check_without_portaudio_says_what_to_install(tmp_path):
     else:  # hide the library: the file is there but unreadable as a library (OSError)
         sandbox = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                    "--tmpfs", "/tmp", "--bind", str(tmp_path), str(tmp_path),
+                   "--ro-bind", str(ROOT), str(ROOT),  # a checkout under /tmp stays visible
                    "--ro-bind", "/dev/null", str(library)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([*sandbox, sys.executable, "-m", "harmony_tui", "mic-check",
