@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,8 +49,10 @@ TOOLS = [{"type": "function", "function": {
 TOOL_TURNS = (3, 7)
 
 
-def build_model(folder: Path) -> Path:
-    """The random model folder (weights, config, tokenizer files), built once."""
+def build_model(folder: Path, config: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    """A random gpt_oss folder (weights, config, tokenizer files) of ``config`` (default:
+    ``CONFIG``), built once."""
+    config = config or CONFIG
     if (folder / "model.safetensors").is_file():
         return folder
     import mlx.core as mx
@@ -59,11 +62,11 @@ def build_model(folder: Path) -> Path:
     from harmony_tui.demo.build import write_tokenizer_files
 
     folder.mkdir(parents=True, exist_ok=True)
-    mx.random.seed(0)
-    model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(CONFIG))
+    mx.random.seed(seed)
+    model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(config))
     mx.eval(model.parameters())
     mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
-    (folder / "config.json").write_text(json.dumps(CONFIG, indent=2))
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
     write_tokenizer_files(folder)
     return folder
 

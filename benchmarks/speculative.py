@@ -27,7 +27,6 @@ into speed.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -48,22 +47,7 @@ REPEAT_PROMPTS = ["Write hello world in Python.", "Compare cats and dogs in a ta
 
 def build_draft(folder: Path) -> Path:
     """The small random draft model (same vocabulary and tokenizer files), built once."""
-    if (folder / "model.safetensors").is_file():
-        return folder
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.models import gpt_oss
-
-    from harmony_tui.demo.build import write_tokenizer_files
-
-    folder.mkdir(parents=True, exist_ok=True)
-    mx.random.seed(1)
-    model = gpt_oss.Model(gpt_oss.ModelArgs.from_dict(DRAFT_CONFIG))
-    mx.eval(model.parameters())
-    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
-    (folder / "config.json").write_text(json.dumps(DRAFT_CONFIG, indent=2))
-    write_tokenizer_files(folder)
-    return folder
+    return build_model(folder, DRAFT_CONFIG, seed=1)
 
 
 def turn(engine: Any, messages: list[Any], params: Any) -> Any:
