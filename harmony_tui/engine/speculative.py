@@ -217,13 +217,13 @@ def speculative_tokens(model: Any, cache: list[Any], prompt: Sequence[int], samp
             logits = model(mx.array(inputs, dtype=mx.int32)[None], cache=cache)[0]
             if after_step is not None:
                 after_step(cache)
-            if processors:
+            if processors:  # row i sees the context and the drafts before it
+                context = mx.array(history + drafts, dtype=mx.int32)  # once per step
                 rows = []
                 for i in range(len(inputs)):
                     row = logits[i:i + 1]
-                    seen = mx.array(history + drafts[:i], dtype=mx.int32)
                     for processor in processors:
-                        row = processor(seen, row)
+                        row = processor(context[:len(history) + i], row)
                     rows.append(row)
                 logits = mx.concatenate(rows, axis=0)
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
