@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
     build.add_argument("--steps", type=int, default=None, help="training steps")
     build.add_argument("--examples", type=int, default=None, metavar="N",
-                       help="training sequences to draw (default: 768, or 1200 with --init)")
+                       help="training sequences to draw (default: 768, or 1500 with --init)")
     build.add_argument("--init", type=Path, default=None, metavar="FILE",
                        help="continue training these compact weights (a demo.safetensors) on "
                        "today's corpus instead of starting from random weights")

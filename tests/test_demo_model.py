@@ -128,8 +128,9 @@ def _long_history(turns: int, seed: int, tools_on: bool) -> list[Message]:
 
 
 ISSUE_14 = pytest.mark.xfail(strict=True, reason=(
-    "issue 14, not fixed yet: the shipped demo weights derail in long chats whose tool turns "
-    "the app ended (tools off) and on long pastes; remove this mark with retrained weights"))
+    "issue 14, the one fixed case the shipped weights (98.2 % in `demo-model check`, 20 x 30 "
+    "turns) still get wrong: 'Hello!' greedily after 29 turns without tools gets the list of "
+    "prompts; remove the mark when retrained weights pass"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.prompt)
@@ -140,12 +141,9 @@ def test_every_documented_prompt_late_in_a_long_chat_with_tools_on(demo_engine, 
         assert ok, f"{script.prompt!r} after 29 turns: {got}"
 
 
-FAILING_LATE_WITH_TOOLS_OFF = ("Hello!", "What is 17 * 23? Use python.")  # issue 14
-
-
 @pytest.mark.parametrize("script", [
-    pytest.param(s, id=s.prompt, marks=ISSUE_14 if s.prompt in FAILING_LATE_WITH_TOOLS_OFF
-                 else ()) for s in SCRIPTS])
+    pytest.param(s, id=s.prompt, marks=ISSUE_14 if s.prompt == "Hello!" else ())
+    for s in SCRIPTS])
 def test_every_documented_prompt_late_in_a_long_chat_with_tools_off(demo_engine, script):
     """Issue 14: as in the app without tool flags, tool turns in the history end at the call;
     after ~30 prompts "Hello!" then called a tool."""
@@ -155,7 +153,6 @@ def test_every_documented_prompt_late_in_a_long_chat_with_tools_off(demo_engine,
         assert ok, f"{script.prompt!r} after 29 turns: {got}"
 
 
-@ISSUE_14
 def test_hello_right_after_a_weather_turn(demo_engine):
     """Issue 14: "Hello!" right after a weather turn (the function off, as in the app without
     tools) produced a python call."""
@@ -168,7 +165,6 @@ def test_hello_right_after_a_weather_turn(demo_engine):
         assert ok, f"Hello! after a weather turn (seed {seed}): {got}"
 
 
-@ISSUE_14
 def test_a_long_paste_gets_the_list_of_prompts(demo_engine):
     """Issue 14: a pasted 200-line prompt got "do not. I do notbrush…"."""
     import random
@@ -180,7 +176,6 @@ def test_a_long_paste_gets_the_list_of_prompts(demo_engine):
         assert reply.final == FALLBACK_FINAL and not reply.tool_calls, reply.final[:200]
 
 
-@ISSUE_14
 def test_random_long_chats_check(demo_engine):
     """The `demo-model check` chats, small: documented prompts stay right all along a chat."""
     result = chat_check(demo_engine, chats=2, turns=20, seed=1)

@@ -3,8 +3,9 @@
 The demo model answers "Hello!" greedily with a fixed analysis and final message, so its output
 can be cut at a known place: ``max_tokens=25`` stops inside the final message's header
 (``<|start|>assistant<|channel|>final``), which used to be shown as the answer
-``assistantfinal``. Banning ``<|end|>`` makes it close its analysis with ``<|return|>``: a turn
-with reasoning and no answer at all.
+``assistantfinal``. Banning ``<|end|>`` and favouring ``<|return|>`` makes it close its analysis
+with ``<|return|>``: a turn with reasoning and no answer at all (the bias is small enough that
+no token inside the analysis changes).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import pytest
 
 from harmony_tui.demo.corpus import SCRIPTS
 from harmony_tui.engine.engine import TurnRequest
-from harmony_tui.engine.formats.harmony import END
+from harmony_tui.engine.formats.harmony import END, RETURN
 from harmony_tui.engine.messages import Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
 from harmony_tui.server.runner import EmbeddedServer
 
 HELLO = SCRIPTS[0]
 CUT_IN_HEADER = 25  # tokens: the analysis, <|end|>, then <|start|>assistant<|channel|>final
-ANALYSIS_ONLY = {END: -100.0}  # the analysis ends with <|return|>: no final message
+ANALYSIS_ONLY = {END: -100.0, RETURN: 6.0}  # the analysis ends with <|return|>: no final
 
 
 # -- the engine -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from harmony_tui.engine.events import ToolCall
 from harmony_tui.engine.messages import Message
+from harmony_tui.tools.refusal import refusal_message
 
 Route = Literal["run", "client", "off", "refuse"]
 BUILTIN_NAMESPACES = ("python", "browser")
@@ -39,9 +40,7 @@ def known_tool(recipient: str) -> str | None:
 
 def refusal(call: ToolCall) -> Message:
     """The tool message telling the model that ``call``'s tool does not exist here."""
-    text = (f"Error: the tool {call.recipient!r} is not available in this conversation. "
-            "Do not call it again; answer the user directly without it.")
-    return Message("tool", text, channel=call.channel, name=call.recipient)
+    return refusal_message(call.recipient, call.channel)
 
 
 class CallPolicy(Protocol):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from harmony_tui.engine.messages import FunctionTool, Message, PromptSetup
 from harmony_tui.engine.params import GenerationParams
+from harmony_tui.tools.refusal import refusal_message
 
 WEATHER_TOOL = FunctionTool(
     name="get_weather",
@@ -30,7 +31,19 @@ WEATHER_TOOL = FunctionTool(
 )
 DEMO_FUNCTION_TOOLS = (WEATHER_TOOL,)
 CONTEXT = 8192  # the demo model's context window (max_position_embeddings)
-CORPUS_VERSION = 4  # bump when the way examples are drawn changes
+# Longest training prompt: a step costs more than its length on a CPU (attention).
+TRAIN_PROMPT_TOKENS = 2048
+TRAIN_PASTE_LINES = 120  # longest paste in training (~1,000-1,600 tokens; 200 lines ~1,300-2,700)
+# Share of histories whose last exchange is a tool turn: the hardest case, a prompt right
+# after a tool turn that the app ended at the call.
+LAST_TURN_TOOL = 0.5
+# Share of tool calls under a setup that does not declare the tool that are answered with the
+# server's refusal (the model then answers without the tool) rather than the scripted result:
+# all of them, as nothing else answers such a call (the app ends the turn at it).
+REFUSED_SHARE = 1.0
+# Share of prompts sent raw, with no system message (``/v1/completions`` with a bare prompt).
+BARE_SHARE = 0.04
+CORPUS_VERSION = 9  # bump when the way examples are drawn changes
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,12 @@ FALLBACK_FINAL = (
     + "\n\nFor real answers, load a real model with `--model`."
 )
 
+REFUSED_ANALYSIS = "The tool is not available here. I will answer without it."
+REFUSED_FINAL = (
+    "I cannot use that tool here, so I cannot do this one. Turn the tool on and ask again, "
+    "or try a prompt that needs no tool."
+)
+
 INSTRUCTIONS = (
     "Answer briefly.",
     "You are a helpful assistant.",
@@ -230,6 +249,11 @@ def _random_setup(rng: random.Random, script: Script | None) -> tuple[PromptSetu
             builtin.append(name)
     functions = DEMO_FUNCTION_TOOLS if rng.random() < (0.75 if tool == "get_weather" else 0.3) \
         else ()
+    roll = rng.random()  # as the app runs: all the demo's tools on, or none (no tool flags)
+    if roll < 0.2:
+        builtin, functions = ["python", "browser"], DEMO_FUNCTION_TOOLS
+    elif roll < 0.4:
+        builtin, functions = [], ()
     instructions = rng.choice(INSTRUCTIONS) if rng.random() < 0.25 else None
     setup = PromptSetup(builtin_tools=tuple(builtin), function_tools=functions,
                         developer_instructions=instructions)
@@ -253,18 +277,6 @@ def script_turn(script: Script) -> list[Message]:
                  Message("assistant", script.tool.analysis_after, channel="analysis")]
     turn.append(Message("assistant", script.final, channel="final"))
     return turn
-
-
-def _earlier_turns(rng: random.Random) -> list[Message]:
-    """0-3 earlier exchanges (the renderer drops their analysis, as in real use)."""
-    count = rng.choices([0, 1, 2, 3], weights=[45, 25, 18, 12])[0]
-    history: list[Message] = []
-    for _ in range(count):
-        script = rng.choice(SCRIPTS)
-        history += script_turn(script) if rng.random() < 0.85 else [
-            Message("user", _fallback_prompt(rng)),
-            Message("assistant", FALLBACK_FINAL, channel="final")]
-    return history
 
 
 PASTE_WORDS = (
@@ -296,42 +308,133 @@ def long_paste(rng: random.Random, lines: int | None = None) -> str:
     return "\n".join(out)
 
 
+def _unknown_prompt(rng: random.Random, paste_share: float) -> str:
+    if rng.random() < paste_share:
+        return long_paste(rng, rng.randint(20, TRAIN_PASTE_LINES))
+    return _fallback_prompt(rng)
+
+
+def _declares(setup: PromptSetup, tool: ToolStep) -> bool:
+    if tool.recipient.startswith("functions."):
+        return any(f"functions.{f.name}" == tool.recipient for f in setup.function_tools)
+    return tool.tool in setup.builtin_tools
+
+
+def _history(rng: random.Random, count: int, setup: PromptSetup) -> tuple[list[Message], bool]:
+    """``count`` earlier exchanges in random order, as a chat under ``setup`` holds them:
+    documented prompts (with their tool calls and results, or only the call when ``setup``
+    turns the tool off and the app ended the turn there), repeats, unknown prompts and long
+    pastes. Returns the messages and whether any unknown text is among them."""
+    weighted = [s for s in SCRIPTS for _ in range(s.weight)]
+    history: list[Message] = []
+    unknown = False
+    previous: Script | None = None
+    tool_scripts = [s for s in SCRIPTS if s.tool is not None]
+    for turn_index in range(count):
+        roll = rng.random()
+        if turn_index == count - 1 and rng.random() < LAST_TURN_TOOL:
+            script = rng.choice(tool_scripts)  # the prompt to answer follows a tool turn
+        elif previous is not None and roll < 0.12:
+            script = previous  # the same prompt again
+        elif roll < 0.9:
+            script = rng.choice(weighted)
+        else:
+            script = None
+        if script is None:
+            unknown = True
+            history += [Message("user", _unknown_prompt(rng, 0.15)),
+                        Message("assistant", FALLBACK_ANALYSIS, channel="analysis"),
+                        Message("assistant", FALLBACK_FINAL, channel="final")]
+        else:
+            turn = script_turn(script)
+            turn[0] = Message("user", rng.choice(prompt_variants(script)))
+            if script.tool is not None and not _declares(setup, script.tool):
+                turn = turn[:3]  # the tool is off: the app ended the turn at the call
+            history += turn
+        previous = script
+    return history, unknown
+
+
+def _history_length(rng: random.Random) -> int:
+    """Earlier exchanges: 40 % short chats (0-3), 45 % 4-10 turns, the rest up to 30."""
+    roll = rng.random()
+    if roll < 0.4:
+        return rng.choices([0, 1, 2, 3], weights=[40, 25, 20, 15])[0]
+    return rng.randint(4, 10) if roll < 0.85 else rng.randint(11, 30)
+
+
+def _fit(fmt, messages: list[Message], setup: PromptSetup, params: GenerationParams,
+         today: _dt.date) -> list[int]:
+    """The prompt as the engine sends it, the oldest turns dropped to fit: to at most
+    ``TRAIN_PROMPT_TOKENS`` (attention costs grow with the square of the length on a CPU)."""
+    from harmony_tui.engine.context import fit_prompt
+
+    return fit_prompt(fmt, messages, setup, params.model_copy(update={"max_tokens": 1024}),
+                      TRAIN_PROMPT_TOKENS + 1024, today)[0]
+
+
+def _bare_prompt(fmt, messages: list[Message]) -> list[int]:
+    """``messages`` rendered with no system message, as a raw completion prompt sends them."""
+    from harmony_tui.engine.formats.harmony import START, to_harmony
+
+    tokens: list[int] = []
+    for message in messages:
+        tokens += fmt.encoding.render(to_harmony(message))
+    return [*tokens, START, *fmt.encode("assistant")]
+
+
 def build_examples(fmt, seed: int, count: int) -> list[Example]:
     """``count`` training sequences, deterministic for ``seed``.
 
-    Every script appears equally often; a fifth of the sequences are fallback prompts. Scripts
-    with a tool contribute two sequences: up to the call, and from the tool result to the final.
+    Every script appears equally often; two in nine sequences are unknown prompts (15 % of
+    those long pastes). Each sits after a random chat of 0-30 earlier exchanges under its own
+    setup (tool turns end at the call when the setup turns the tool off, as in the app),
+    trimmed to ``TRAIN_PROMPT_TOKENS`` as the engine trims a context. Scripts with a tool
+    contribute two sequences: up to the call, and from the tool result to the final (or, when
+    the setup does not declare the tool, from the server's refusal to an answer without the
+    tool). A few prompts without history are sent bare (no system message).
     """
     rng = random.Random(seed)
     examples: list[Example] = []
-    choices: list[Script | None] = [s for s in SCRIPTS for _ in range(s.weight)] + [None]
+    choices: list[Script | None] = [s for s in SCRIPTS for _ in range(s.weight)] + [None, None]
     for draw in itertools.count():
         if len(examples) >= count:
             break
         script = choices[draw % len(choices)]
         setup, params, today = _random_setup(rng, script)
-        history = _earlier_turns(rng)
+        history, unknown = _history(rng, _history_length(rng), setup)
         if script is None:
-            user = _fallback_prompt(rng)
+            user = _unknown_prompt(rng, 0.15)
             analysis, final, tool = FALLBACK_ANALYSIS, FALLBACK_FINAL, None
+            unknown = True
         else:
             user = rng.choice(prompt_variants(script))
             analysis, final, tool = script.analysis, script.final, script.tool
         messages = [*history, Message("user", user)]
         first = [Message("assistant", analysis, channel="analysis")]
-        prompt = fmt.render(messages, setup, params, today)
+        bare = rng.random() < BARE_SHARE
+        prompt = _bare_prompt(fmt, messages[-1:]) if bare else \
+            _fit(fmt, messages, setup, params, today)
         if tool is None:
             first.append(Message("assistant", final, channel="final"))
             examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, True)),
-                                    fallback=script is None))
+                                    fallback=unknown))
             continue
         first.append(tool.call_message())
-        examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, False))))
-        after = [*messages, *first, tool.result_message()]
-        prompt2 = fmt.render(after, setup, params, today)
-        second = [Message("assistant", tool.analysis_after, channel="analysis"),
-                  Message("assistant", final, channel="final")]
-        examples.append(Example(tuple(prompt2), tuple(_assistant_tokens(fmt, second, True))))
+        examples.append(Example(tuple(prompt), tuple(_assistant_tokens(fmt, first, False)),
+                                fallback=unknown))
+        if bare:
+            continue
+        refused = not _declares(setup, tool) and rng.random() < REFUSED_SHARE
+        answer = refusal_message(tool.recipient, tool.channel) if refused else \
+            tool.result_message()
+        after = [*messages, *first, answer]
+        prompt2 = _fit(fmt, after, setup, params, today)
+        second = [Message("assistant", REFUSED_ANALYSIS if refused else tool.analysis_after,
+                          channel="analysis"),
+                  Message("assistant", REFUSED_FINAL if refused else final, channel="final")]
+        examples.append(Example(tuple(prompt2), tuple(_assistant_tokens(fmt, second, True)),
+                                fallback=unknown))
     return examples[:count]
 
 
@@ -347,6 +450,11 @@ def corpus_fingerprint() -> str:
         ],
         "fallback": [FALLBACK_ANALYSIS, FALLBACK_FINAL, FALLBACK_WORDS],
         "instructions": INSTRUCTIONS,
+        "paste": PASTE_WORDS,
+        "context": [CONTEXT, TRAIN_PROMPT_TOKENS, TRAIN_PASTE_LINES, LAST_TURN_TOOL],
+        "refused": [REFUSED_SHARE, REFUSED_ANALYSIS, REFUSED_FINAL,
+                    refusal_message("{tool}", None).content],
+        "bare": BARE_SHARE,
         "tools": [WEATHER_TOOL.name, WEATHER_TOOL.description, WEATHER_TOOL.parameters],
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]

@@ -70,7 +70,8 @@ class TrainConfig:
 
     def continued(self, steps: int) -> TrainConfig:
         """The settings for continuing trained weights on today's corpus (``--init``)."""
-        return replace(self, steps=steps, examples=1200, learning_rate=5e-4, warmup_steps=10)
+        return replace(self, steps=steps, examples=1500, learning_rate=5e-4, warmup_steps=10,
+                       batch_tokens=2048)
 
 
 @dataclass
