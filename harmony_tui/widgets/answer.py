@@ -41,7 +41,7 @@ def completed_blocks(text: str) -> int:
             done = start
 
 
-class AnswerBlocks(Markdown):
+class AnswerBlocks(OneLayoutPass, Markdown):
     """The completed blocks. The last block's bottom margin is not part of the answer's height:
     what a ``MarkdownBlock:last-child { margin-bottom: 0 }`` rule did, but such an order rule
     makes Textual restyle every block of the answer each time one is appended."""
