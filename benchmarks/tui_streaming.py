@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -105,7 +106,9 @@ def main() -> None:
             delays += pressed
             alone.append(engine_tps(model, args.tokens))
         ratio = statistics.median(ours) / statistics.median(alone)
-        print(f"{args.tokens} tokens, {args.repeats} interleaved repeats, medians")
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"{args.tokens} tokens, {args.repeats} interleaved repeats, medians "
+              f"(load average {load} at the end: other work on the machine shifts the ratio)")
         print(f"app   {statistics.median(ours):8.1f} tok/s")
         print(f"engine{statistics.median(alone):8.1f} tok/s   ratio {ratio:.3f} (target >= 0.95)")
         print(f"UI thread CPU {statistics.median(ui):.2f} s per 1000 tokens streamed (what the "
