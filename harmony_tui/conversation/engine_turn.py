@@ -3,8 +3,8 @@
 The generation thread calls ``EngineTurn._notify`` after each event; it wakes the event loop only
 while the reader waits for events (at most one wake-up at a time), and the reader drains every
 event queued so far. A reader that is busy (drawing, pacing its updates) costs the generation
-thread nothing per token: no wake-ups it would not read. Leaving a
-turn early cancels it, which the engine honours before its next token step.
+thread nothing per token. Leaving a turn early cancels it, which the engine honours before its
+next token step.
 """
 
 from __future__ import annotations
