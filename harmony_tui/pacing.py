@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 BATCH_SECONDS = 0.05  # the shortest pause between two updates of a streaming turn
-MAX_BATCH_SECONDS = 0.35  # the longest (text still moves three times a second)
-UI_SHARE = 0.08  # the most of one core that showing the turn may take
+MAX_BATCH_SECONDS = 0.5  # the longest (text still moves twice a second)
+UI_SHARE = 0.05  # the most of one core that showing the turn may take (it is taken from generation)
 
 
 class Pacer:

@@ -177,13 +177,25 @@ class TurnView:
 
 
 def coalesce(events: list[Event]) -> list[Event]:
-    """Merge consecutive text deltas of the same channel (fewer widget updates)."""
+    """Merge the text deltas of one channel that only progress figures separate, and keep the
+    last of those figures: one widget update per channel and batch, not one per token."""
     out: list[Event] = []
+    text: int | None = None  # index in ``out`` of the delta being extended
+    progress: int | None = None  # index of the TokenProgress after it
     for event in events:
-        last = out[-1] if out else None
+        if isinstance(event, TokenProgress):
+            if progress is not None:
+                out[progress] = event  # figures only: the newest replaces the older one
+            else:
+                progress = len(out)
+                out.append(event)
+            continue
+        last = out[text] if text is not None else None
         if isinstance(event, TextDelta) and isinstance(last, TextDelta) and \
                 last.channel == event.channel and last.recipient == event.recipient:
-            out[-1] = TextDelta(event.channel, last.text + event.text, event.recipient)
-        else:
-            out.append(event)
+            out[text] = TextDelta(event.channel, last.text + event.text, event.recipient)
+            continue
+        progress = None
+        out.append(event)
+        text = len(out) - 1 if isinstance(event, TextDelta) else None
     return out

@@ -363,7 +363,9 @@ def test_app_in_a_terminal_saves_the_partial_answer_on_a_signal(tiny_gpt_oss, tm
             os.kill(app, getattr(signal, how))
         wait_until(lambda: not alive(app), timeout=30, message="the app to exit")
         if how != "terminal closed":
-            text = tmux.wait_screen(lambda s: "EXITED" in s, "the shell after the app")
+            # stty -a prints after the status: wait for its last flag (extproc), not only EXITED
+            text = tmux.wait_screen(lambda s: "EXITED" in s and "extproc" in s,
+                                    "the shell after the app")
             assert f"EXITED {128 + getattr(signal, how)}" in text
             # The terminal is restored: normal screen, no mouse reporting, canonical mode, echo.
             modes = tmux("display", "-p", "-t", "main",

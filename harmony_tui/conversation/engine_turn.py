@@ -1,8 +1,10 @@
 """One engine turn read from asyncio.
 
-The generation thread calls ``EngineTurn._notify`` after each event; it schedules at most one
-wake-up of the event loop at a time, and the reader drains every event queued so far. Leaving a
-turn early cancels it, which the engine honours before its next token step.
+The generation thread calls ``EngineTurn._notify`` after each event; it wakes the event loop only
+while the reader waits for events (at most one wake-up at a time), and the reader drains every
+event queued so far. A reader that is busy (drawing, pacing its updates) costs the generation
+thread nothing per token. Leaving a turn early cancels it, which the engine honours before its
+next token step.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ class EngineTurn:
         self._loop = loop
         self._ready = asyncio.Event()
         self._signalled = False
+        self._waiting = False  # the reader waits for events: wake it on the next one
         self.ended = False
         self.request = request
         self.stream = submit(request, self._notify)
 
     def _notify(self, event: Event) -> None:  # generation thread: cheap, never blocks
+        if not self._waiting:
+            if self._loop.is_closed():  # nobody is reading any more
+                self.stream.cancel()
+            return
         if not self._signalled:
             self._signalled = True
             try:
@@ -53,14 +60,21 @@ class EngineTurn:
             self._ready.clear()
             events = self.stream.drain()
             if not events:
-                if next_poll is None:
-                    await self._ready.wait()
-                    continue
+                self._waiting = True
+                events = self.stream.drain()  # an event queued before it saw the flag
+            if not events:
                 try:
-                    await asyncio.wait_for(self._ready.wait(), max(next_poll - loop.time(), 0))
+                    if next_poll is None:
+                        await self._ready.wait()
+                    else:
+                        await asyncio.wait_for(self._ready.wait(),
+                                               max(next_poll - loop.time(), 0))
                 except TimeoutError:
                     pass
+                finally:
+                    self._waiting = False
                 continue
+            self._waiting = False
             if any(isinstance(e, TurnEnd) for e in events):
                 self.ended = True
             yield events

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.widgets import Markdown, Static
-from textual.widgets._markdown import MarkdownStream
+
+from harmony_tui.widgets.sizing import OneLayoutPass
 
 FENCES = ("```", "~~~")
 
@@ -39,7 +41,22 @@ def completed_blocks(text: str) -> int:
             done = start
 
 
-class StreamingAnswer(Vertical):
+class AnswerBlocks(OneLayoutPass, Markdown):
+    """The completed blocks. The last block's bottom margin is not part of the answer's height:
+    what a ``MarkdownBlock:last-child { margin-bottom: 0 }`` rule did, but such an order rule
+    makes Textual restyle every block of the answer each time one is appended."""
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        height = super().get_content_height(container, viewport, width)
+        children = self.displayed_children
+        return height - children[-1].styles.margin.bottom if children else height
+
+
+class AnswerTail(OneLayoutPass, Static):
+    """The paragraph being written, as plain text."""
+
+
+class StreamingAnswer(OneLayoutPass, Vertical):
     """Completed blocks in a ``Markdown`` widget, the block being written as plain text."""
 
     DEFAULT_CLASSES = "answer"
@@ -48,11 +65,10 @@ class StreamingAnswer(Vertical):
         super().__init__(**kwargs)
         self._initial = text
         self._tail = ""  # text not yet handed to the Markdown widget
-        self._stream: MarkdownStream | None = None
 
     def compose(self) -> ComposeResult:
-        yield Markdown(self._initial, classes="answer-blocks")
-        tail = Static("", markup=False, classes="answer-tail")
+        yield AnswerBlocks(self._initial, classes="answer-blocks")
+        tail = AnswerTail("", markup=False, classes="answer-tail")
         tail.display = False
         yield tail
 
@@ -61,36 +77,29 @@ class StreamingAnswer(Vertical):
         return self.query_one(".answer-blocks", Markdown)
 
     async def append(self, text: str) -> None:
-        """Add streamed text (already made terminal safe)."""
+        """Add streamed text (already made terminal safe): completed blocks are appended to the
+        Markdown (parsed once each) and the tail shown, in one screen update."""
         self._tail += text
         done = completed_blocks(self._tail)
-        if done:
-            await self._write(self._tail[:done])
-            self._tail = self._tail[done:]
         tail = self.query_one(".answer-tail", Static)
-        tail.update(self._tail.rstrip("\n"))
-        tail.display = bool(self._tail.strip())
-
-    async def _write(self, blocks: str) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.markdown)
-        await self._stream.write(blocks)
+        with self.app.batch_update():
+            if done:
+                blocks, self._tail = self._tail[:done], self._tail[done:]
+                await self.markdown.append(blocks)
+            tail.update(self._tail.rstrip("\n"))
+            tail.display = bool(self._tail.strip())
 
     async def finish(self) -> None:
         """The answer is complete: everything becomes Markdown."""
-        if self._tail:
-            await self._write(self._tail)
-            self._tail = ""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        self.query_one(".answer-tail", Static).display = False
+        tail = self.query_one(".answer-tail", Static)
+        with self.app.batch_update():
+            if self._tail:
+                await self.markdown.append(self._tail)
+                self._tail = ""
+            tail.display = False
 
     async def replace(self, text: str) -> None:
         """Show ``text`` (terminal safe) instead of what was streamed."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
         self._tail = ""
         self.query_one(".answer-tail", Static).display = False
         await self.markdown.update(text)

@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Button
 
 from harmony_tui.widgets.messages import AssistantMessage, SystemNote, UserMessage
+from harmony_tui.widgets.sizing import OneLayoutPass
 
 HELP = """\
 The conversation. It follows new text while the model writes, unless you scroll up; scroll
@@ -34,7 +35,7 @@ class Entry:
     parts: list[tuple[str, object]] | None = None  # an assistant turn's parts, in order
 
 
-class ConversationView(VerticalScroll):
+class ConversationView(OneLayoutPass, VerticalScroll):
     """Message widgets in order, newest at the bottom."""
 
     HELP = HELP

@@ -14,6 +14,7 @@ from textual.widgets import Collapsible, Static
 
 from harmony_tui.text_safety import terminal_safe
 from harmony_tui.widgets.answer import StreamingAnswer
+from harmony_tui.widgets.sizing import OneLayoutPass
 from harmony_tui.widgets.tool_view import arguments_view
 
 HELP = """\
@@ -104,7 +105,7 @@ def turn_note(text: str) -> Static:
     return Static(text, markup=False, classes="turn-note")
 
 
-class AssistantMessage(Vertical):
+class AssistantMessage(OneLayoutPass, Vertical):
     """One assistant turn: its parts in order (thinking folds, call folds, notes), then the
     streamed answer, then closing notes.
 
