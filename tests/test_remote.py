@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,13 +46,23 @@ def ours(demo_engine):
         yield f"{server.url}/v1"
 
 
+MLX_LM_LOG: list[Path] = []  # mlx_lm.server's stderr, shown when a test against it fails
+
+
+def mlx_lm_log() -> str:
+    """The end of mlx_lm.server's log (a crash in its generation thread is only said there)."""
+    return MLX_LM_LOG[0].read_text(errors="replace")[-3000:] if MLX_LM_LOG else ""
+
+
 @pytest.fixture(scope="module")
-def mlx_lm_url(demo_engine):
+def mlx_lm_url(demo_engine, tmp_path_factory):
     port = free_port()
+    log = tmp_path_factory.mktemp("mlx_lm_server") / "stderr.log"
+    MLX_LM_LOG[:] = [log]
     proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model",
                              str(demo_engine.model.path), "--port", str(port),
                              "--log-level", "WARNING"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:
@@ -90,7 +101,7 @@ def test_generate_gives_the_local_answer_with_reasoning_apart(remote, request, d
     url = request.getfixturevalue(remote)
     local = local_reply(demo_engine, HELLO.prompt)
     done = generate(url, HELLO.prompt, "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + (mlx_lm_log() if remote == "mlx_lm_url" else "")
     reply = json.loads(done.stdout)
     assert reply["final"] == local.final == HELLO.final
     assert reply["analysis"] == HELLO.analysis  # reasoning kept apart, no markup anywhere
@@ -108,7 +119,7 @@ def test_mlx_lm_server_raw_harmony_tool_call_is_parsed(mlx_lm_url):
         engine.close()
     calls = [e for e in events if isinstance(e, ToolCall)]
     end = events[-1]
-    assert isinstance(end, TurnEnd) and end.reason == "call"
+    assert isinstance(end, TurnEnd) and end.reason == "call", (end, mlx_lm_log())
     assert [(c.recipient, c.arguments) for c in calls] == [("python",
                                                             PYTHON.tool.arguments)]
     final = "".join(e.text for e in events if isinstance(e, TextDelta) and e.channel == "final")
