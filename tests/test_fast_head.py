@@ -8,7 +8,7 @@ import mlx.nn as nn
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.utils import load_model as mlx_load_model
 
-from harmony_tui.engine.fast_head import head_class, transpose_head
+from harmony_tui.engine.fast_head import head_class, same_bits, transpose_head
 from harmony_tui.engine.loader import load_model
 
 
@@ -48,3 +48,13 @@ def test_only_plain_float_heads_without_bias_are_swapped():
     before = plain.lm_head(x)
     assert transpose_head(plain) is True
     assert mx.array_equal(plain.lm_head(x), before).item()
+
+
+def test_the_load_time_probe_refuses_a_layout_that_changes_any_bit():
+    weight = mx.random.normal((5000, 48))
+    weight_t = mx.contiguous(weight.T)
+    state = mx.random.state[0]
+    assert same_bits(weight, weight_t) is True
+    assert mx.array_equal(mx.random.state[0], state).item()  # seeded turns stay reproducible
+    off = weight_t.at[7, 123].add(mx.array(1e-3))  # what a BLAS summing differently would give
+    assert same_bits(weight, off) is False

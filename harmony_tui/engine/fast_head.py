@@ -8,8 +8,11 @@ of a small model: the demo's vocabulary has 201,088 entries. The gain grows with
 step, so continuous batching gains the most.
 
 ``transpose_head`` swaps an untied, unquantized ``lm_head`` for a ``TransposedHead``, which holds
-only the transposed copy (the original is dropped: no extra memory). The logits are the same
-bits as before (tests/test_fast_head.py checks it). It does nothing on Metal (MLX's default is
+only the transposed copy (the original is dropped: no extra memory once loaded). The logits are
+the same bits as before with MLX's reference BLAS (tests/test_fast_head.py checks it); because
+another BLAS (an ``LD_PRELOAD``ed OpenBLAS, say) might sum in another order for one layout, a
+small probe (a slice of the head, one row and a batch of rows) compares both layouts at load and
+keeps the original head if any bit differs. It does nothing on Metal (MLX's default is
 its fast path there), for quantized heads, tied embeddings (a transposed copy would cost memory)
 or anything that is not a plain ``nn.Linear``.
 """
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import functools
 from typing import Any
+
+PROBE_COLUMNS = 4096  # head rows (vocabulary entries) the load-time probe multiplies
+PROBE_ROWS = 8
 
 
 @functools.cache
@@ -49,5 +55,19 @@ def transpose_head(model: Any) -> bool:
         return False
     weight_t = mx.contiguous(head.weight.T)
     mx.eval(weight_t)
+    if not same_bits(head.weight, weight_t):
+        return False
     model.lm_head = head_class()(weight_t)
     return True
+
+
+def same_bits(weight: Any, weight_t: Any) -> bool:
+    """Whether ``x @ weight.T`` and ``x @ weight_t`` agree bit for bit on a probe (a slice of
+    the head; one row and ``PROBE_ROWS`` rows). Leaves the global random state alone."""
+    import mlx.core as mx
+
+    cols = min(weight.shape[0], PROBE_COLUMNS)
+    plain, transposed = weight[:cols], mx.contiguous(weight_t[:, :cols])
+    x = mx.random.normal((PROBE_ROWS, weight.shape[1]), key=mx.random.key(0)).astype(weight.dtype)
+    return all(mx.array_equal(x[:rows] @ plain.T, x[:rows] @ transposed).item()
+               for rows in (1, PROBE_ROWS))
