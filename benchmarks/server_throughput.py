@@ -82,9 +82,10 @@ def start_ours(model: str, label: str = "harmony-tui", checkout: Path | None = N
     env = dict(os.environ)
     if checkout is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(checkout), env.get("PYTHONPATH", "")])
+    # ``-m`` puts the working directory first on sys.path: run from the checkout itself
     proc = subprocess.Popen([sys.executable, "-m", "harmony_tui.server", "--model", model,
                              "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
+                            stderr=subprocess.DEVNULL, env=env, cwd=checkout)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     name = httpx.get(url + "/v1/models").json()["data"][0]["id"]
