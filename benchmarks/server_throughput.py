@@ -10,9 +10,15 @@ identical work; tokens are counted from each stream's ``usage``. Two endpoints a
 - ``chat``: ``/v1/chat/completions`` (ours parses Harmony into reasoning/content; mlx-lm's
   renders the demo folder's chat template and returns raw markup).
 
-Targets: ours >= 1.0x mlx_lm.server at 1 and 8 clients; 8 clients >= 3x one client.
+The measurements are interleaved: each of ``--repeats`` rounds measures every (endpoint,
+clients) cell on both servers back to back, the server that goes first alternating between
+rounds, so load from other processes on the machine hits both alike. Medians are reported with
+every repeat's figure and the load average before and after.
 
-    python benchmarks/server_throughput.py [--clients 1 8] [--tokens 128] [--rounds 2]
+Targets: ours >= 1.0x mlx_lm.server at 1 and 8 clients; our 8 clients / 1 client ratio >= the
+same ratio of mlx_lm.server in the same run.
+
+    python benchmarks/server_throughput.py [--clients 1 8] [--tokens 128] [--rounds 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -69,15 +76,20 @@ class Server:
             self.proc.kill()
 
 
-def start_ours(model: str) -> Server:
+def start_ours(model: str, label: str = "harmony-tui", checkout: Path | None = None) -> Server:
+    """Our server; from ``checkout`` (another harmony-tui source tree) instead of this one."""
     port = free_port()
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(checkout), env.get("PYTHONPATH", "")])
+    # ``-m`` puts the working directory first on sys.path: run from the checkout itself
     proc = subprocess.Popen([sys.executable, "-m", "harmony_tui.server", "--model", model,
                              "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=env, cwd=checkout)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     name = httpx.get(url + "/v1/models").json()["data"][0]["id"]
-    return Server("harmony-tui", url, name, proc)
+    return Server(label, url, name, proc)
 
 
 def start_mlx_lm(path: Path) -> Server:
@@ -115,9 +127,22 @@ def one_stream(client: httpx.Client, url: str, body: dict) -> int:
     return generated
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far; 0 where ``/proc`` is
+    missing (the CPU figures then read 0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(server: Server, endpoint: str, clients: int, rounds: int, tokens: int,
-        raw_prompt: str) -> float:
-    """Aggregate generated tokens per second of ``clients`` concurrent streaming clients."""
+        raw_prompt: str, cpu: list[float] | None = None) -> float:
+    """Aggregate generated tokens per second of ``clients`` concurrent streaming clients;
+    ``cpu`` gets the server's CPU milliseconds per generated token (a machine shared with other
+    work slows both servers' wall clock, much less their CPU time per token)."""
     path = "/v1/completions" if endpoint == "completions" else "/v1/chat/completions"
     body = request_body(server, endpoint, raw_prompt, tokens)
     barrier = threading.Barrier(clients + 1)
@@ -137,10 +162,12 @@ def run(server: Server, endpoint: str, clients: int, rounds: int, tokens: int,
     for thread in threads:
         thread.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu_seconds(server.proc.pid)
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    if cpu is not None and sum(counts):
+        cpu.append((cpu_seconds(server.proc.pid) - used) * 1000 / sum(counts))
     if errors:
         raise SystemExit(f"{server.name} {endpoint}: {errors[0]!r}")
     expected = clients * rounds * tokens
@@ -150,6 +177,13 @@ def run(server: Server, endpoint: str, clients: int, rounds: int, tokens: int,
     return sum(counts) / elapsed
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo",
@@ -157,8 +191,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
     parser.add_argument("--rounds", type=int, default=2, help="requests per client")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved measurements of every cell (medians reported)")
     parser.add_argument("--endpoints", nargs="+", default=["completions", "chat"],
                         choices=["completions", "chat"])
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="also measure our server from another source tree (e.g. a "
+                        "worktree of main), as 'before', in the same interleaved runs")
     args = parser.parse_args()
 
     from harmony_tui.engine.formats.harmony import HarmonyFormat
@@ -175,37 +214,75 @@ def main() -> int:
     raw_prompt = fmt.decode(fmt.render([Message("user", PROMPT)], PromptSetup(),
                                        GenerationParams()))
     print(f"model {path} | {os.cpu_count()} CPUs | {args.tokens} tokens x {args.rounds} "
-          f"rounds per client", flush=True)
-    ours, theirs = start_ours(args.model), start_mlx_lm(path)
-    results: dict[tuple[str, str, int], float] = {}
+          f"rounds per client | {args.repeats} interleaved repeats | load average "
+          f"{load_average()}", flush=True)
+    servers = [start_ours(args.model)]
     try:
-        for server in (ours, theirs):  # warm up compile caches and prompt caches
+        if args.before is not None:
+            servers.append(start_ours(args.model, "before", args.before.resolve()))
+        servers.append(start_mlx_lm(path))
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    names = [server.name for server in servers]
+    results: dict[tuple[str, str, int], list[float]] = {}
+    cpu: dict[tuple[str, str, int], list[float]] = {}
+    try:
+        for server in servers:  # warm up compile caches and prompt caches
             for endpoint in args.endpoints:
-                run(server, endpoint, 1, 1, 8, raw_prompt)
-        for endpoint in args.endpoints:
-            for clients in args.clients:
-                for server in (ours, theirs):
-                    tps = run(server, endpoint, clients, args.rounds, args.tokens, raw_prompt)
-                    results[(server.name, endpoint, clients)] = tps
-                    print(f"  {endpoint:<11} {clients:>2} clients  {server.name:<13} "
-                          f"{tps:8.1f} tok/s", flush=True)
+                for clients in args.clients:
+                    run(server, endpoint, clients, 1, 8, raw_prompt)
+        for repeat in range(args.repeats):
+            shift = repeat % len(servers)  # who goes first rotates
+            order = servers[shift:] + servers[:shift]
+            for endpoint in args.endpoints:
+                for clients in args.clients:
+                    for server in order:
+                        key = (server.name, endpoint, clients)
+                        tps = run(server, endpoint, clients, args.rounds, args.tokens,
+                                  raw_prompt, cpu.setdefault(key, []))
+                        results.setdefault(key, []).append(tps)
+                        print(f"  repeat {repeat + 1}  {endpoint:<11} {clients:>2} clients  "
+                              f"{server.name:<13} {tps:8.1f} tok/s  {cpu[key][-1]:6.2f} CPU "
+                              f"ms/token", flush=True)
     finally:
-        ours.stop()
-        theirs.stop()
+        for server in servers:
+            server.stop()
 
-    print("\nratios")
+    def median(name: str, endpoint: str, clients: int) -> float:
+        return statistics.median(results[(name, endpoint, clients)])
+
+    def cpu_median(name: str, endpoint: str, clients: int) -> float:
+        return statistics.median(cpu[(name, endpoint, clients)])
+
+    print(f"\nmedians (tok/s, all clients together) | load average {load_average()}")
     for endpoint in args.endpoints:
         for clients in args.clients:
-            ratio = results[("harmony-tui", endpoint, clients)] / \
-                results[("mlx_lm.server", endpoint, clients)]
-            print(f"  {endpoint:<11} {clients:>2} clients  harmony-tui / mlx_lm.server = "
-                  f"{ratio:.2f}x")
+            for name in names:
+                runs = " ".join(f"{v:.1f}" for v in results[(name, endpoint, clients)])
+                print(f"  {endpoint:<11} {clients:>2} clients  {name:<13} "
+                      f"{median(name, endpoint, clients):8.1f}   ({runs})   "
+                      f"{cpu_median(name, endpoint, clients):6.2f} CPU ms/token")
+    print("\nratios (of medians)")
+    for endpoint in args.endpoints:
+        for clients in args.clients:
+            for name in names[:-1]:
+                ratio = median(name, endpoint, clients) / median("mlx_lm.server", endpoint,
+                                                                 clients)
+                print(f"  {endpoint:<11} {clients:>2} clients  {name} / mlx_lm.server = "
+                      f"{ratio:.2f}x")
         if len(args.clients) > 1:
             low, high = min(args.clients), max(args.clients)
-            for name in ("harmony-tui", "mlx_lm.server"):
-                scale = results[(name, endpoint, high)] / results[(name, endpoint, low)]
+            for name in names:
+                scale = median(name, endpoint, high) / median(name, endpoint, low)
+                per_repeat = " ".join(
+                    f"{h / lo:.2f}" for h, lo in zip(results[(name, endpoint, high)],
+                                                    results[(name, endpoint, low)], strict=True))
+                cpu_scale = cpu_median(name, endpoint, low) / cpu_median(name, endpoint, high)
                 print(f"  {endpoint:<11} {name:<13} {high} clients / {low} client = "
-                      f"{scale:.2f}x")
+                      f"{scale:.2f}x   (per repeat {per_repeat}); CPU per token "
+                      f"{low} client / {high} clients = {cpu_scale:.2f}x")
     return 0
 
 
