@@ -288,11 +288,12 @@ class BatchScheduler:
                     or not can_batch(prep.loaded):
                 engine.run_prepared(request, stream, prep)  # alone, in arrival order
                 continue
-            self._insert_guarded(request, stream, prep)
+            self.admit_prepared(request, stream, prep)
 
-    def _insert_guarded(self, request: TurnRequest, stream: TurnStream,
-                        prep: PreparedPrompt) -> None:
-        """``_insert``; a turn it refuses ends with its own error."""
+    def admit_prepared(self, request: TurnRequest, stream: TurnStream,
+                       prep: PreparedPrompt) -> None:
+        """Admit one prepared turn into the batch (a follower rank of distributed.py: the turn
+        rank 0 has just admitted); a turn it refuses ends with its own error."""
         saved = random_key()
         try:
             self._insert(request, stream, prep)
@@ -305,11 +306,6 @@ class BatchScheduler:
             self._end(stream, TurnEnd("error", error=one_line(err)))
 
     # -- a follower rank (distributed.py): rank 0's admissions and steps, repeated -------------
-
-    def follow_insert(self, request: TurnRequest, stream: TurnStream,
-                      prep: PreparedPrompt) -> None:
-        """Admit the turn rank 0 has just admitted."""
-        self._insert_guarded(request, stream, prep)
 
     def follow_step(self) -> None:
         """Run the step rank 0 runs (its endings are shared inside ``_step``)."""

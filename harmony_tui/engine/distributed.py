@@ -389,7 +389,7 @@ def follow(engine: Any) -> None:
             if kind == "turn":
                 engine.run_prepared(request, stream, prep)
             else:
-                batch.follow_insert(request, stream, prep)
+                batch.admit_prepared(request, stream, prep)
         elif kind == "step":
             batch.follow_step()
 

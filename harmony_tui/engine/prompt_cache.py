@@ -93,7 +93,7 @@ def _nbytes(layer: Any) -> int:
         return 0
 
 
-def _rotating_snapshot(layer: Any) -> Any:
+def rotating_snapshot(layer: Any) -> Any:
     """The last ``max_size`` tokens of a ``RotatingKVCache``, in temporal order, own arrays."""
     import mlx.core as mx
     from mlx_lm.models.cache import RotatingKVCache
@@ -140,7 +140,7 @@ def snapshot(cache: Sequence[Any]) -> Snapshot:
     for index, layer in enumerate(cache):
         if _is_shared(layer):
             continue
-        out[index] = _rotating_snapshot(layer) if _is_rotating(layer) else copy.deepcopy(layer)
+        out[index] = rotating_snapshot(layer) if _is_rotating(layer) else copy.deepcopy(layer)
     return out
 
 

@@ -48,10 +48,10 @@ class WindowKVCache:
     @classmethod
     def from_rotating(cls, layer: Any, slack: int) -> WindowKVCache:
         """The same tokens as a ``RotatingKVCache`` (``keep == 0``), in a rewindable cache."""
-        from harmony_tui.engine.prompt_cache import _rotating_snapshot
+        from harmony_tui.engine.prompt_cache import rotating_snapshot
 
         out = cls(layer.max_size, slack)
-        ordered = _rotating_snapshot(layer)  # the last max_size tokens, in temporal order
+        ordered = rotating_snapshot(layer)  # the last max_size tokens, in temporal order
         out.offset = layer.offset
         if ordered.keys is not None:
             out.keys, out.values = ordered.keys, ordered.values
