@@ -11,7 +11,6 @@ from harmony_tui.demo.corpus import (
     FALLBACK_FINAL,
     SCRIPTS,
     Script,
-    ToolStep,
     long_paste,
 )
 from harmony_tui.engine.messages import Message, PromptSetup
@@ -93,13 +92,6 @@ class ChatCheck:
         return self.correct / self.asked if self.asked else 1.0
 
 
-def declares(setup: PromptSetup, tool: ToolStep) -> bool:
-    """Whether ``setup`` turns on the tool that ``tool`` calls (else the app ends the turn)."""
-    if tool.recipient.startswith("functions."):
-        return any(f"functions.{f.name}" == tool.recipient for f in setup.function_tools)
-    return tool.tool in setup.builtin_tools
-
-
 def ask_script(engine, history: list[Message], script: Script, setup: PromptSetup,
               params: GenerationParams) -> tuple[bool, str, list[Message]]:
     """Ask ``script.prompt`` after ``history``: (right answer?, what came, messages to keep)."""
@@ -116,7 +108,7 @@ def ask_script(engine, history: list[Message], script: Script, setup: PromptSetu
             kept.append(Message("tool", "error: the call failed", channel=reply.tool_calls[0]
                                 .channel or "commentary", name=reply.tool_calls[0].recipient))
         return False, f"calls {calls!r}, final {reply.final!r}", kept
-    if not declares(setup, expected):  # the app shows the call, says the tool is off, stops
+    if not expected.declared_by(setup):  # the app shows the call, says the tool is off, stops
         return True, "", kept
     kept.append(expected.result_message())
     second = engine.chat([*history, *kept], setup, params)

@@ -71,6 +71,12 @@ class ToolStep:
     def result_message(self) -> Message:
         return Message("tool", self.result, channel=self.channel, name=self.recipient)
 
+    def declared_by(self, setup: PromptSetup) -> bool:
+        """Whether ``setup`` turns this call's tool on (else the app ends the turn at it)."""
+        if self.recipient.startswith("functions."):
+            return any(f"functions.{f.name}" == self.recipient for f in setup.function_tools)
+        return self.tool in setup.builtin_tools
+
 
 @dataclass(frozen=True)
 class Script:
@@ -314,12 +320,6 @@ def _unknown_prompt(rng: random.Random, paste_share: float) -> str:
     return _fallback_prompt(rng)
 
 
-def _declares(setup: PromptSetup, tool: ToolStep) -> bool:
-    if tool.recipient.startswith("functions."):
-        return any(f"functions.{f.name}" == tool.recipient for f in setup.function_tools)
-    return tool.tool in setup.builtin_tools
-
-
 def _history(rng: random.Random, count: int, setup: PromptSetup) -> tuple[list[Message], bool]:
     """``count`` earlier exchanges in random order, as a chat under ``setup`` holds them:
     documented prompts (with their tool calls and results, or only the call when ``setup``
@@ -348,7 +348,7 @@ def _history(rng: random.Random, count: int, setup: PromptSetup) -> tuple[list[M
         else:
             turn = script_turn(script)
             turn[0] = Message("user", rng.choice(prompt_variants(script)))
-            if script.tool is not None and not _declares(setup, script.tool):
+            if script.tool is not None and not script.tool.declared_by(setup):
                 turn = turn[:3]  # the tool is off: the app ended the turn at the call
             history += turn
         previous = script
@@ -425,7 +425,7 @@ def build_examples(fmt, seed: int, count: int) -> list[Example]:
                                 fallback=unknown))
         if bare:
             continue
-        refused = not _declares(setup, tool) and rng.random() < REFUSED_SHARE
+        refused = not tool.declared_by(setup) and rng.random() < REFUSED_SHARE
         answer = refusal_message(tool.recipient, tool.channel) if refused else \
             tool.result_message()
         after = [*messages, *first, answer]
